@@ -1,0 +1,57 @@
+# rcsc3: `make demo` brings the whole system up on this machine; `make test` runs the tests.
+# Both run unattended (stdin may be closed) and are safe to run again.
+
+VENV        ?= /opt/rcsc3/venv
+PY          := $(VENV)/bin/python
+SYSPYTHON   ?= /usr/bin/python3
+CHP         := /opt/rcsc3/node/bin/configurable-http-proxy
+export DEBIAN_FRONTEND := noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test venv install system-deps proxy lab users lint clean-lab benchmarks
+
+# Debian packages the venv and the tests need (Slurm & desktop packages come from `rcsc3 lab up`).
+SYSTEM_PACKAGES := python3 python3-venv python3-dev nodejs npm chromium chromium-driver sudo procps psmisc iproute2 curl
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "apt-get install $$missing"; \
+	  apt-get update -qq </dev/null && apt-get install -y -qq --no-install-recommends $$missing </dev/null >/dev/null; fi
+
+# The venv lives outside any home directory and is world-readable: students' jobs run from it.
+$(VENV)/bin/python: | system-deps
+	$(SYSPYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip </dev/null
+
+venv: $(VENV)/bin/python
+
+# A regular (not editable) install, so a checkout under a private home still works for students.
+install: venv
+	$(VENV)/bin/pip install -q --upgrade '.[test]' </dev/null
+	chmod -R a+rX $(VENV)
+
+proxy: | system-deps
+	@test -x $(CHP) || npm install --silent --no-audit --no-fund --prefix /opt/rcsc3/node -g configurable-http-proxy@4 </dev/null
+	@ln -sf $(CHP) /usr/local/bin/configurable-http-proxy
+
+lab: install
+	$(VENV)/bin/rcsc3 lab up </dev/null
+
+users: install
+	$(VENV)/bin/rcsc3 lab users </dev/null
+
+demo: lab users proxy
+	@echo "JupyterHub on http://127.0.0.1:8000 -- log in as student1..3 (password: $${RCSC3_DEMO_PASSWORD:-rcsc3-demo})"
+	mkdir -p /var/lib/rcsc3/hub
+	cd /var/lib/rcsc3/hub && exec $(VENV)/bin/jupyterhub -f $(CURDIR)/hub_config/jupyterhub_config.py </dev/null
+
+test: lab users proxy
+	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS) </dev/null
+
+lint: install
+	$(VENV)/bin/ruff check rcsc3_spawner rcsc3_proxy tests benchmarks
+
+benchmarks: lab users proxy
+	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done
+
+clean-lab:
+	-$(VENV)/bin/rcsc3 lab down </dev/null
