@@ -11,10 +11,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: demo test venv install system-deps proxy lab users lint clean-lab benchmarks
 
 # Debian packages the venv and the tests need (Slurm & desktop packages come from `rcsc3 lab up`).
-SYSTEM_PACKAGES := python3 python3-venv python3-dev nodejs npm chromium chromium-driver sudo procps psmisc iproute2 curl
+# Node.js/npm count as present when the commands exist (some images ship them outside apt).
+SYSTEM_PACKAGES := python3 python3-venv python3-dev chromium chromium-driver sudo procps psmisc iproute2 curl
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "apt-get install $$missing"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then echo "apt-get install$$missing"; \
 	  apt-get update -qq </dev/null && apt-get install -y -qq --no-install-recommends $$missing </dev/null >/dev/null; fi
 
 # The venv lives outside any home directory and is world-readable: students' jobs run from it.

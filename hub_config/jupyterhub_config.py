@@ -1,0 +1,34 @@
+"""JupyterHub configuration for the rcsc3 demo: `make demo` on one machine.
+
+The hub, the proxy and the one-host Slurm "lab" (`rcsc3 lab up`) all run here.
+For a real cluster start from production/jupyterhub_config.py instead.
+"""
+
+import os
+
+c = get_config()  # noqa: F821  (provided by JupyterHub's config loader)
+
+# Where students connect.
+c.JupyterHub.bind_url = os.environ.get("RCSC3_HUB_URL", "http://127.0.0.1:8000")
+# The real configurable-http-proxy (installed from npm by `make proxy`).
+c.ConfigurableHTTPProxy.command = ["configurable-http-proxy"]
+# Jobs reach the hub API here; on a cluster this is the hub's address on the compute network.
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_connect_ip = "127.0.0.1"
+
+# Students' servers are Slurm jobs: a hub restart must not cancel them.
+c.JupyterHub.cleanup_servers = False
+
+# Local unix accounts (PAM): student1..3 made by `rcsc3 lab users`.
+c.JupyterHub.authenticator_class = "pam"
+c.Authenticator.allowed_users = {f"student{i}" for i in range(1, 4)} | {"teacher"}
+c.Authenticator.admin_users = {"teacher"}
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 2
+
+c.JupyterHub.spawner_class = "rcsc3"
+# The lab's node is this machine: the server listens on loopback only.
+c.RcSC3Spawner.ip = "127.0.0.1"
+c.RcSC3Spawner.default_url = "/lab"
+c.RcSC3Spawner.http_timeout = 60
+c.RcSC3Spawner.start_timeout = 300

@@ -1,0 +1,227 @@
+"""One `squeue` per interval for every server of the hub.
+
+Stock batchspawner runs `sudo squeue` per user per poll, and twice a second per
+starting server. Like kubespawner's reflector, this poller keeps one snapshot of
+all the hub's jobs, refreshed by a single `squeue -j id,id,...` run as the hub
+itself (squeue needs no sudo). Spawners read the snapshot; a spawner that is
+starting or stopping asks for a fast round, which every other waiter shares.
+
+An unreachable slurmctld makes the snapshot *unknown*, never *gone*: jobs are
+only reported gone when Slurm answered and did not list them (or listed them in
+a finished state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .commands import hub_environment, run_command
+
+log = logging.getLogger(__name__)
+
+#: States in which the job still holds (or will hold) its allocation.
+ACTIVE_STATES = frozenset({
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+    "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
+})
+SQUEUE_FORMAT = "%i|%T|%r|%B|%S|%M"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    state: str
+    reason: str = ""
+    batch_host: str = ""
+    start_time: str = ""
+    elapsed: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING"
+
+    @property
+    def pending(self) -> bool:
+        return self.state in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD")
+
+
+#: A job Slurm answered about but no longer lists.
+GONE = "GONE"
+
+
+def parse_squeue(text: str) -> dict[str, JobInfo]:
+    jobs = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        parts += [""] * (6 - len(parts))
+        job_id, state, reason, host, start, elapsed = parts[:6]
+        clean = lambda v: "" if v in ("n/a", "N/A", "None", "(null)") else v  # noqa: E731
+        jobs[job_id] = JobInfo(job_id, state.upper(), clean(reason), clean(host), clean(start), clean(elapsed))
+    return jobs
+
+
+class SlurmJobPoller:
+    """The hub's single view of its Slurm jobs."""
+
+    def __init__(self, interval: float = 10.0, fast_interval: float = 0.25, jitter: float = 0.1, timeout: float = 15.0):
+        self.interval = interval
+        self.fast_interval = fast_interval
+        self.jitter = jitter
+        self.timeout = timeout
+        self._watched: dict[str, Callable[[JobInfo | None], None] | None] = {}
+        self._snapshot: dict[str, JobInfo] = {}
+        self._polled: set[str] = set()
+        self.known = False  # did the last round get an answer from Slurm?
+        self.last_error = ""
+        self._fast_waiters = 0
+        self._wake = asyncio.Event()
+        self._rounds_started = 0
+        self._rounds_done = 0
+        self._round_finished = asyncio.Condition()
+        self._task: asyncio.Task | None = None
+        self._cancel_queue: dict[str, list[str]] = {}
+        #: monotonic timestamps of squeue runs (benchmarks read this)
+        self.squeue_times: list[float] = []
+
+    # -------------------------------------------------------------- watching
+    def watch(self, job_id: str, on_gone: Callable[[JobInfo | None], None] | None = None) -> None:
+        """Track job_id; call on_gone(last_info) once when Slurm says it is finished or unknown to it."""
+        self._watched[job_id] = on_gone
+        self._ensure_running()
+
+    def unwatch(self, job_id: str) -> None:
+        self._watched.pop(job_id, None)
+        self._snapshot.pop(job_id, None)
+        self._polled.discard(job_id)
+
+    def get(self, job_id: str) -> JobInfo | str | None:
+        """The latest JobInfo, GONE, or None when not yet known (never polled or Slurm unreachable)."""
+        if job_id in self._snapshot:
+            return self._snapshot[job_id]
+        if job_id in self._polled and self.known:
+            return GONE
+        return None
+
+    async def refresh(self, timeout: float | None = None) -> None:
+        """Wait for a round that starts after this call (so it sees what the caller just did)."""
+        self._ensure_running()
+        target = self._rounds_started + 1
+        self._fast_waiters += 1
+        self._wake.set()
+        try:
+            async with self._round_finished:
+                await asyncio.wait_for(
+                    self._round_finished.wait_for(lambda: self._rounds_done >= target),
+                    timeout or self.timeout + 5,
+                )
+        finally:
+            self._fast_waiters -= 1
+
+    def cancel_later(self, job_id: str, argv: list[str]) -> None:
+        """Keep trying `argv` (a scancel) every round until it succeeds: a job is never orphaned."""
+        self._cancel_queue[job_id] = argv
+        self._ensure_running()
+
+    # -------------------------------------------------------------- loop
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._loop())
+
+    def _next_delay(self) -> float:
+        if self._fast_waiters:
+            return self.fast_interval
+        # jitter keeps several hubs (or restarts) from polling Slurm in lockstep
+        return self.interval * (1 + random.uniform(-self.jitter, self.jitter))
+
+    async def _loop(self) -> None:
+        while self._watched or self._cancel_queue or self._fast_waiters:
+            if not self._fast_waiters:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._next_delay())
+                except asyncio.TimeoutError:
+                    pass
+            elif self._rounds_done:
+                # shared fast cadence while anyone is starting or stopping
+                await asyncio.sleep(self.fast_interval)
+            self._wake.clear()
+            self._rounds_started += 1
+            try:
+                await self._round()
+            except Exception:  # never let the hub's only poller die
+                log.exception("rcsc3: Slurm poll round failed")
+            self._rounds_done = self._rounds_started
+            async with self._round_finished:
+                self._round_finished.notify_all()
+
+    async def _round(self) -> None:
+        await self._retry_cancels()
+        ids = sorted(self._watched, key=lambda j: int(j) if j.isdigit() else 0)
+        if not ids:
+            return
+        self.squeue_times.append(time.monotonic())
+        res = await run_command(
+            ["squeue", "-h", "--states=all", "-j", ",".join(ids), "-o", SQUEUE_FORMAT],
+            env=hub_environment(), timeout=self.timeout,
+        )
+        if res.ok:
+            jobs = parse_squeue(res.stdout)
+        elif "Invalid job id" in res.stderr:
+            jobs = {}  # Slurm answered: none of these jobs exists any more
+        else:
+            self.known = False
+            self.last_error = res.describe()
+            log.warning("rcsc3: Slurm did not answer (%s); keeping %d servers as they are", self.last_error, len(ids))
+            return
+        self.known = True
+        self.last_error = ""
+        gone = []
+        for job_id in ids:
+            info = jobs.get(job_id)
+            previous = self._snapshot.get(job_id)
+            if info is not None and info.active:
+                self._snapshot[job_id] = info
+            else:
+                self._snapshot.pop(job_id, None)
+                gone.append((job_id, info or previous))
+            self._polled.add(job_id)
+        for job_id, last in gone:
+            callback = self._watched.get(job_id)
+            if callback is not None:
+                self._watched[job_id] = None  # notify once
+                try:
+                    callback(last)
+                except Exception:
+                    log.exception("rcsc3: on_gone callback for job %s failed", job_id)
+
+    async def _retry_cancels(self) -> None:
+        for job_id, argv in list(self._cancel_queue.items()):
+            res = await run_command(argv, timeout=self.timeout)
+            if res.ok or "Invalid job id" in res.stderr or "already completing or completed" in res.stderr:
+                log.info("rcsc3: deferred scancel of job %s done", job_id)
+                self._cancel_queue.pop(job_id, None)
+            else:
+                log.warning("rcsc3: scancel of job %s still failing: %s", job_id, res.describe())
+
+
+_pollers: dict[int, SlurmJobPoller] = {}
+
+
+def shared_poller(**settings) -> SlurmJobPoller:
+    """The hub's poller (one per event loop); the first spawner's settings configure it."""
+    loop = asyncio.get_event_loop()
+    key = id(loop)
+    poller = _pollers.get(key)
+    if poller is None:
+        poller = _pollers[key] = SlurmJobPoller(**settings)
+    return poller

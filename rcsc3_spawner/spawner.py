@@ -1,0 +1,504 @@
+"""RcSC3Spawner: a student's Jupyter server as a Slurm job on the GPU partition.
+
+It keeps batchspawner's model (a batch job running `batchspawner-singleuser`,
+which reports its port back to the hub) and replaces what goes wrong with it on
+a teaching cluster: student input is parsed and validated instead of merged
+into the script, the job finds the node's Python environment by absolute path,
+the spawn page shows Slurm's real state, pending reason and estimated start,
+a job that dies early fails the spawn within seconds with its log, one shared
+`squeue` serves every user, and an unreachable slurmctld never loses a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import pwd
+import re
+import shutil
+import sys
+import time
+from typing import Any
+
+from batchspawner import SlurmSpawner
+from sqlalchemy.orm import object_session
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+
+from . import api
+from .commands import run_command
+from .form import render_options_form
+from .options import OptionError, SpawnRequest, form_to_options, parse_spawn_options
+from .poller import GONE, JobInfo, shared_poller
+from .profiles import DEFAULT_PROFILES, Profile, ProfileError, human_walltime, parse_profiles
+from .script import JobSpec, ScriptError, render_batch_script
+from .slurm_info import shared_cache
+
+api.install()
+
+_TOKEN_RE = re.compile(r"((?:TOKEN|SECRET|PASSWORD|KEY)[A-Z_]*=)(\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Hide values of *TOKEN*/*SECRET*/*PASSWORD*/*KEY* variables in logged text."""
+    return _TOKEN_RE.sub(r"\1[redacted]", text)
+
+
+class SpawnFailure(Exception):
+    """A spawn failed for a reason the student should read on the spawn page."""
+
+    def __init__(self, message: str, log_tail: str = ""):
+        super().__init__(message + (f"\n{log_tail}" if log_tail else ""))
+        self.jupyterhub_message = message
+        tail = f"<pre class='rcsc3-log'>{html.escape(log_tail)}</pre>" if log_tail else ""
+        self.jupyterhub_html_message = f"<p>{html.escape(message)}</p>{tail}"
+
+
+class RcSC3Spawner(SlurmSpawner):
+    """Spawn each student's server as a Slurm batch job on the (GPU) partition of their profile."""
+
+    # ------------------------------------------------------------ admin settings
+    profiles = List(
+        default_value=DEFAULT_PROFILES,
+        help="""Spawn profiles offered on the form, a list of dicts. Keys: slug, display_name,
+        description, partition, gpus / cpus / memory_gb (int or {default, min, max}), walltime
+        ({default, min, max} as 'H:MM'), account, qos, reservation, constraint, extra_sbatch
+        (list of '--flag=value'), prestart_desktop (bool). The first profile is the default.
+        Bounds are further clipped to what Slurm reports for the partition.""",
+    ).tag(config=True)
+
+    node_venv = Unicode(
+        help="""Python environment with rcsc3 and JupyterLab on the compute nodes, by absolute path.
+        The job puts its bin/ first on PATH and runs the server from it, because sudo's
+        secure_path and Slurm's environment handling drop the hub's PATH. Default: the hub's own
+        environment (sys.prefix), right when hub and nodes share /opt/rcsc3/venv.""",
+    ).tag(config=True)
+
+    @default("node_venv")
+    def _default_node_venv(self) -> str:
+        return sys.prefix
+
+    submit_prefix = List(
+        Unicode(),
+        default_value=["sudo", "-E", "-u", "{username}", "--"],
+        help="""argv prefix to run sbatch, scancel and the log reader as the student
+        ('{username}' is replaced). Run without a shell. Use [] when the hub itself runs
+        as a Slurm operator that submits with --uid (not recommended).""",
+    ).tag(config=True)
+
+    job_name_template = Unicode(
+        "rcsc3-{username}{servername}",
+        help="Slurm job name; {username} and {servername} ('-name' for named servers) are replaced and sanitised.",
+    ).tag(config=True)
+
+    job_log_template = Unicode(
+        "{homedir}/.rcsc3/logs/jupyter-%j.log",
+        help="""Job output file on the node ({homedir}, {username}; %j is Slurm's job id). Its
+        directory is created as the student before submission; its tail is shown when a job fails.""",
+    ).tag(config=True)
+
+    job_prologue = Unicode(
+        "",
+        help="Admin-only shell lines run in the job before the server starts (e.g. `module load cuda`). Students cannot change it.",
+    ).tag(config=True)
+
+    slurm_poll_interval = Float(
+        10.0,
+        help="Seconds between the hub's shared `squeue` rounds while nothing is starting or stopping (with ±10% jitter).",
+    ).tag(config=True)
+
+    slurm_fast_poll_interval = Float(
+        0.25,
+        help="Seconds between shared `squeue` rounds while any server is starting or stopping.",
+    ).tag(config=True)
+
+    slurm_info_ttl = Float(
+        60.0,
+        help="Seconds to cache partition and node limits read from `scontrol` for the form and validation.",
+    ).tag(config=True)
+
+    pending_timeout = Float(
+        help="""Seconds a job may stay pending before the spawn gives up, cancels it and tells the
+        student Slurm's reason. Default: start_timeout minus 10 s, so the student gets the reason
+        rather than a bare timeout.""",
+    ).tag(config=True)
+
+    @default("pending_timeout")
+    def _default_pending_timeout(self) -> float:
+        return max(5.0, self.start_timeout - 10)
+
+    server_up_timeout = Float(
+        120.0,
+        help="Seconds a running job's server may take to answer HTTP before the spawn fails with the job's log.",
+    ).tag(config=True)
+
+    stop_timeout = Float(
+        20.0,
+        help="Seconds to wait for a cancelled job to leave the queue before handing the cancel to the background retrier.",
+    ).tag(config=True)
+
+    log_tail_lines = Integer(
+        30,
+        help="How many lines of the job's log to show the student when a spawn fails.",
+    ).tag(config=True)
+
+    show_estimated_start = Bool(
+        True,
+        help="Show Slurm's estimated start time (squeue %S, as `squeue --start`) for pending jobs on the spawn page.",
+    ).tag(config=True)
+
+    # Batch systems need longer than the local default; our own pending timeout fires first.
+    start_timeout = Integer(600, help="Seconds before the hub gives up on a spawn.").tag(config=True)
+
+    @validate("profiles")
+    def _validate_profiles(self, proposal: dict) -> list:
+        try:
+            parse_profiles(proposal["value"])
+        except ProfileError as e:
+            raise ValueError(f"c.RcSC3Spawner.profiles: {e}") from None
+        return proposal["value"]
+
+    # ------------------------------------------------------------ runtime state
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._port_reported: asyncio.Event | None = None
+        self._progress_events: list[dict] = []
+        self._progress_changed: asyncio.Event | None = None
+        self._request: SpawnRequest | None = None
+        self.job_host = ""
+
+    @property
+    def parsed_profiles(self) -> list[Profile]:
+        return parse_profiles(self.profiles)
+
+    @property
+    def poller(self):
+        return shared_poller(interval=self.slurm_poll_interval, fast_interval=self.slurm_fast_poll_interval)
+
+    @property
+    def slurm_info(self):
+        return shared_cache(self.slurm_info_ttl)
+
+    def report_port(self, port: int) -> None:
+        """Called by the hub's port-report API handler when the job's server picked its port."""
+        self.port = port
+        if self._port_reported is not None:
+            self._port_reported.set()
+
+    # ------------------------------------------------------------ options
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_options_form
+
+    async def _render_options_form(self, spawner: RcSC3Spawner) -> str:
+        cluster = await self.slurm_info.get()
+        previous = self.orm_spawner.user_options if self.orm_spawner is not None else None
+        return render_options_form(self.parsed_profiles, cluster, previous or {}, self.slurm_info.last_error)
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return self._options_from_form
+
+    def _options_from_form(self, formdata: dict[str, list[str]]) -> dict:
+        # Same field names as the REST API; validated once in apply/start with live limits,
+        # and here too (with cached limits) so a bad form comes back with its error at once.
+        options = form_to_options(formdata)
+        cluster = self.slurm_info._info
+        try:
+            return parse_spawn_options(options, self.parsed_profiles, cluster).as_user_options()
+        except OptionError as e:
+            raise web.HTTPError(400, str(e)) from None
+
+    async def _validated_request(self) -> SpawnRequest:
+        cluster = await self.slurm_info.get()
+        try:
+            return parse_spawn_options(self.user_options, self.parsed_profiles, cluster)
+        except OptionError as e:
+            self.log.warning("rcsc3: rejected options for %s: %s", self._log_name, e)
+            raise web.HTTPError(400, str(e)) from None
+
+    # ------------------------------------------------------------ helpers
+    def _format(self, template: str) -> str:
+        server = f"-{self.name}" if self.name else ""
+        return template.format(username=self.user.name, homedir=self._homedir(), servername=server)
+
+    def _homedir(self) -> str:
+        try:
+            return pwd.getpwnam(self.user.name).pw_dir
+        except KeyError:
+            raise SpawnFailure(f"there is no account {self.user.name!r} on the hub host to submit the job as") from None
+
+    def _prefix(self) -> list[str]:
+        prefix = [p.replace("{username}", self.user.name) for p in self.submit_prefix]
+        if prefix and not os.path.isabs(prefix[0]):
+            prefix[0] = shutil.which(prefix[0]) or prefix[0]
+        return prefix
+
+    def _job_name(self) -> str:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", self._format(self.job_name_template))
+        return name[:128]
+
+    def _add_progress(self, progress: int, message: str, html_message: str = "") -> None:
+        event = {"progress": progress, "message": message}
+        if html_message:
+            event["html_message"] = html_message
+        self._progress_events.append(event)
+        if self._progress_changed is not None:
+            self._progress_changed.set()
+        self.log.info("rcsc3: %s: %s", self._log_name, message)
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        # The job gets this environment (sbatch --export=ALL): the hub's token for this server
+        # and JupyterHub's variables, nothing of the hub's own environment beyond env_keep.
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env["RCSC3_VENV"] = self.node_venv
+        return env
+
+    def _singleuser_command(self) -> list[str]:
+        bin_dir = os.path.join(self.node_venv, "bin")
+        cmd = list(self.cmd) if self.cmd else ["jupyterhub-singleuser"]
+        if not os.path.isabs(cmd[0]):
+            cmd[0] = os.path.join(bin_dir, cmd[0])
+        return [os.path.join(bin_dir, "batchspawner-singleuser"), *cmd, *self.get_args()]
+
+    def _describe(self, req: SpawnRequest) -> str:
+        gpu = f"{req.gpus} GPU{'s' if req.gpus != 1 else ''}, " if req.gpus else ""
+        return (f"{req.profile.partition} partition: {gpu}{req.cpus} CPU{'s' if req.cpus != 1 else ''}, "
+                f"{req.memory_gb} GiB, {human_walltime(req.walltime_minutes)} h")
+
+    async def _log_tail(self) -> str:
+        if not self.job_id:
+            return ""
+        path = self._format(self.job_log_template).replace("%j", self.job_id)
+        res = await run_command([*self._prefix(), "tail", "-n", str(self.log_tail_lines), "--", path], timeout=10)
+        if not res.ok:
+            return f"(the job log {path} could not be read: {res.describe()})"
+        return f"Last lines of {path}:\n{res.stdout.rstrip()}"
+
+    # ------------------------------------------------------------ submit
+    async def submit_batch_script(self) -> str:
+        req = self._request
+        assert req is not None
+        homedir = self._homedir()
+        log_path = self._format(self.job_log_template)
+        spec = JobSpec(
+            job_name=self._job_name(),
+            log_path=log_path,
+            workdir=homedir,
+            venv=self.node_venv,
+            command=self._singleuser_command(),
+            prologue=self.job_prologue,
+        )
+        try:
+            script = render_batch_script(req, spec)
+        except ScriptError as e:
+            raise SpawnFailure(f"the job could not be written safely: {e}") from None
+        self.log.info("rcsc3: submitting for %s:\n%s", self._log_name, redact(script))
+        # One sudo: make the log directory, then exec sbatch. The shell text is constant;
+        # the directory is a positional argument, never interpolated.
+        argv = [
+            *self._prefix(), "/bin/sh", "-c", 'mkdir -p -m 700 -- "$1" && exec sbatch --parsable', "sh",
+            os.path.dirname(log_path),
+        ]
+        res = await run_command(argv, input=script, env=self.get_env(), timeout=60)
+        if not res.ok:
+            raise SpawnFailure(f"Slurm refused the job: {res.stderr.strip() or res.stdout.strip()}")
+        try:
+            self.job_id = self.parse_job_id(res.stdout.strip())
+        except Exception:
+            raise SpawnFailure(f"sbatch gave no job id: {res.stdout.strip()!r}") from None
+        return self.job_id
+
+    # ------------------------------------------------------------ start
+    async def start(self) -> tuple[str, int]:
+        self._progress_events = []
+        self._progress_changed = asyncio.Event()
+        self._port_reported = asyncio.Event()
+        self.port = 0
+        self.job_id = ""
+        self._request = req = await self._validated_request()
+        self._add_progress(5, f"Submitting to Slurm ({self._describe(req)})")
+        t0 = time.monotonic()
+        await self.submit_batch_script()
+        # Persist the job id now: a hub restart during a long pending wait must find the job again.
+        self._persist_state()
+        self._add_progress(10, f"Submitted job {self.job_id}")
+        self.poller.watch(self.job_id)
+        try:
+            info = await self._wait_until_running(t0)
+            self.job_host = info.batch_host
+            self.ip = await self._node_address(info.batch_host)
+            self._add_progress(60, f"Job {self.job_id} running on {info.batch_host}; starting the Jupyter server")
+            await self._wait_for_server()
+        except BaseException:
+            await self._cancel_quietly()
+            raise
+        self.poller.watch(self.job_id, self._on_job_gone)
+        self._add_progress(95, f"Jupyter server up on {self.job_host}:{self.port}")
+        return self.ip, self.port
+
+    async def _wait_until_running(self, t0: float) -> JobInfo:
+        last_message = ""
+        while True:
+            await self.poller.refresh()
+            info = self.poller.get(self.job_id)
+            if info is GONE:
+                raise SpawnFailure(f"Job {self.job_id} ended before it started.", await self._log_tail())
+            if isinstance(info, JobInfo) and info.running:
+                return info
+            waited = time.monotonic() - t0
+            if isinstance(info, JobInfo) and info.pending:
+                reason = info.reason or "waiting to be scheduled"
+                message = f"Job {self.job_id} pending: {reason}"
+                if self.show_estimated_start and info.start_time:
+                    message += f"; estimated start {info.start_time.replace('T', ' ')}"
+                if waited > self.pending_timeout:
+                    raise SpawnFailure(
+                        f"Job {self.job_id} was still pending after {waited:.0f} s ({reason}); job cancelled. "
+                        "Try a smaller request or another profile, or try again later."
+                    )
+            elif isinstance(info, JobInfo):
+                message = f"Job {self.job_id}: {info.state}"
+            else:
+                message = f"Job {self.job_id}: Slurm is not answering ({self.poller.last_error}); retrying"
+                if waited > self.pending_timeout:
+                    raise SpawnFailure(f"Slurm did not answer for {waited:.0f} s; job {self.job_id} cancelled.")
+            if message != last_message:
+                self._add_progress(20 if "pending" in message else 15, message)
+                last_message = message
+
+    async def _node_address(self, node: str) -> str:
+        cluster = await self.slurm_info.get()
+        if cluster is not None and node not in cluster.node_addresses:
+            cluster = await self.slurm_info.get(max_age=0)  # a node added since the last read
+        if cluster is not None and node in cluster.node_addresses:
+            return cluster.node_addresses[node]
+        return node
+
+    async def _wait_for_server(self) -> None:
+        """Wait for the port report, then for HTTP, failing at once if the job ends meanwhile."""
+        assert self._port_reported is not None
+        deadline = time.monotonic() + self.server_up_timeout
+        client = AsyncHTTPClient()
+        while True:
+            if time.monotonic() > deadline:
+                raise SpawnFailure(
+                    f"Job {self.job_id} runs but its Jupyter server did not answer in {self.server_up_timeout:.0f} s; job cancelled.",
+                    await self._log_tail(),
+                )
+            if self._port_reported.is_set() and await self._server_answers(client):
+                return
+            job_state = asyncio.ensure_future(self.poller.refresh())
+            port = asyncio.ensure_future(self._port_reported.wait())
+            waiters = [job_state] if self._port_reported.is_set() else [job_state, port]
+            await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            port.cancel()
+            if job_state.done():
+                info = self.poller.get(self.job_id)
+                if info is GONE or (isinstance(info, JobInfo) and not info.running):
+                    state = info.state if isinstance(info, JobInfo) else "finished"
+                    raise SpawnFailure(
+                        f"Job {self.job_id} ended ({state}) before its Jupyter server answered.",
+                        await self._log_tail(),
+                    )
+            else:
+                job_state.cancel()
+
+    async def _server_answers(self, client: AsyncHTTPClient) -> bool:
+        url = f"http://{self.ip}:{self.port}{self.server.base_url if self.server else '/'}api"
+        try:
+            await client.fetch(HTTPRequest(url, connect_timeout=1, request_timeout=2), raise_error=True)
+            return True
+        except HTTPClientError as e:
+            return e.code not in (599,)  # any HTTP answer means the server is listening
+        except OSError:
+            return False
+
+    def _on_job_gone(self, last: JobInfo | None) -> None:
+        # The job ended on its own (walltime, scancel from a terminal, node failure):
+        # tell the hub now instead of at its next poll.
+        if self._spawn_pending or self._stop_pending:
+            return
+        asyncio.ensure_future(self.poll_and_notify())
+
+    # ------------------------------------------------------------ poll / stop / state
+    async def poll(self) -> int | None:
+        if not self.job_id:
+            return 0
+        self.poller.watch(self.job_id, None if self._spawn_pending else self._on_job_gone)
+        info = self.poller.get(self.job_id)
+        if info is None:
+            await self.poller.refresh()  # first look after a hub restart
+            info = self.poller.get(self.job_id)
+        if info is None or (isinstance(info, JobInfo) and info.active):
+            return None  # running, pending, or Slurm unknown: keep the server
+        self.log.info("rcsc3: job %s of %s is gone", self.job_id, self._log_name)
+        self.poller.unwatch(self.job_id)
+        self.clear_state()
+        return 1
+
+    async def _cancel_quietly(self) -> None:
+        try:
+            await self.stop()
+        except Exception:
+            self.log.exception("rcsc3: cancelling job %s failed", self.job_id)
+
+    async def stop(self, now: bool = False) -> None:
+        if not self.job_id:
+            return
+        job_id = self.job_id
+        scancel = [*self._prefix(), "scancel", job_id]
+        self.poller.watch(job_id)
+        res = await run_command(scancel, timeout=15)
+        if not res.ok and "Invalid job id" not in res.stderr:
+            self.log.warning("rcsc3: scancel %s failed (%s); retrying in the background", job_id, res.describe())
+            self.poller.cancel_later(job_id, scancel)
+        if now:
+            return
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            await self.poller.refresh()
+            if self.poller.get(job_id) is GONE:
+                self.poller.unwatch(job_id)
+                return
+            if not self.poller.known and job_id not in self.poller._cancel_queue:
+                self.poller.cancel_later(job_id, scancel)
+        self.log.warning("rcsc3: job %s still listed %.0f s after scancel", job_id, self.stop_timeout)
+
+    def _persist_state(self) -> None:
+        """Save the job id before the spawn finishes (JupyterHub saves state only afterwards)."""
+        if self.orm_spawner is None:
+            return
+        self.orm_spawner.state = self.get_state()
+        session = object_session(self.orm_spawner)
+        if session is not None:
+            session.commit()
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.job_id and self.job_host:
+            state["job_host"] = self.job_host
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.job_host = state.get("job_host", "")
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.job_host = ""
+
+    # ------------------------------------------------------------ progress
+    async def progress(self):
+        shown = 0
+        while True:
+            while shown < len(self._progress_events):
+                yield self._progress_events[shown]
+                shown += 1
+            if self._progress_changed is None:
+                return
+            self._progress_changed.clear()
+            await self._progress_changed.wait()
