@@ -177,6 +177,8 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
+# Students wait for a free GPU: look at pending jobs every few seconds, not every minute.
+SchedulerParameters=sched_interval=3,bf_interval=5
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
@@ -454,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-install", action="store_true", help="do not apt-get install missing packages")
     sub.add_parser("down", help="stop only the daemons `lab up` started")
     sub.add_parser("status", help="show munge, slurmctld, node and partitions")
-    users = sub.add_parser("users", help="create the demo users student1..N")
+    users = sub.add_parser("users", help="create the demo users student1..N and the hub admin 'teacher'")
     users.add_argument("--count", type=int, default=3, help="how many students (default 3)")
     args = parser.parse_args(argv)
     try:
@@ -469,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             if not password:
                 password = "rcsc3-demo"
                 log(f"RCSC3_DEMO_PASSWORD is not set: using the default password '{password}'")
-            ensure_demo_users([f"student{i}" for i in range(1, args.count + 1)], password)
+            ensure_demo_users([f"student{i}" for i in range(1, args.count + 1)] + ["teacher"], password)
     except LabError as e:
         print(f"rcsc3 lab: error: {e}", file=sys.stderr)
         return 1

@@ -98,11 +98,14 @@ def _single(field: str, value: Any) -> Any:
     return value
 
 
-def _text(field: str, value: Any) -> str:
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _text(field: str, value: Any, allowed: str) -> str:
     if not isinstance(value, str):
-        raise OptionError(field, f"expected text, got {type(value).__name__}")
-    if len(value) > _MAX_TEXT or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise OptionError(field, "contains control characters or is too long")
+        raise OptionError(field, f"expected {allowed}, got {type(value).__name__}")
+    if len(value) > _MAX_TEXT or _CONTROL.search(value):
+        raise OptionError(field, f"expected {allowed}; the value has control characters or is too long")
     return value
 
 
@@ -114,7 +117,7 @@ def _int(field: str, value: Any, rng: Range, unit: str = "") -> int:
     if isinstance(value, int):
         number = value
     elif isinstance(value, str):
-        text = _text(field, value)
+        text = _text(field, value, allowed)
         pattern = MEMORY_RE if field == "memory" else INT_RE
         m = pattern.match(text)
         if not text.strip():
@@ -137,7 +140,7 @@ def _walltime(value: Any, rng: WalltimeRange) -> int:
     if isinstance(value, int):
         minutes = value  # the API may send minutes, like Slurm's --time
     elif isinstance(value, str):
-        text = _text("walltime", value)
+        text = _text("walltime", value, allowed)
         if not text.strip():
             # An empty walltime must never mean "no limit".
             raise OptionError("walltime", f"is required: {allowed}")
@@ -171,7 +174,8 @@ def parse_spawn_options(
         raise OptionError(unknown[0][:_MAX_TEXT], f"unknown option {shown}; allowed options: {', '.join(FIELDS)}")
     by_slug = {p.slug: p for p in profiles}
     if "profile" in raw:
-        slug = _text("profile", _single("profile", raw["profile"]))
+        allowed = "one of: " + ", ".join(by_slug)
+        slug = _text("profile", _single("profile", raw["profile"]), allowed)
         if slug not in by_slug:
             raise OptionError("profile", f"{slug!r} is not a profile here; allowed: {', '.join(by_slug)}")
         profile = by_slug[slug]

@@ -29,9 +29,14 @@ def directive_value(name: str, value: str) -> str:
     return value
 
 
+# Control characters and Unicode line separators: refused outright, so the script's
+# lines are the same for bash, sbatch and anyone reading it.
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
 def shell_word(value: str) -> str:
-    if any(c in value for c in "\n\r\0"):
-        raise ScriptError(f"{value!r} contains a line break")
+    if _CONTROL.search(value):
+        raise ScriptError(f"{value!r} contains a control character or line break")
     return shlex.quote(value)
 
 

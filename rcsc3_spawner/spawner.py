@@ -46,11 +46,14 @@ def redact(text: str) -> str:
     return _TOKEN_RE.sub(r"\1[redacted]", text)
 
 
-class SpawnFailure(Exception):
-    """A spawn failed for a reason the student should read on the spawn page."""
+class SpawnFailure(web.HTTPError):
+    """A spawn failed for a reason the student should read on the spawn page.
 
-    def __init__(self, message: str, log_tail: str = ""):
-        super().__init__(message + (f"\n{log_tail}" if log_tail else ""))
+    An HTTPError, so JupyterHub relays it to the student (and logs it without a traceback).
+    """
+
+    def __init__(self, message: str, log_tail: str = "", status_code: int = 500):
+        super().__init__(status_code, "%s", message + (f"\n{log_tail}" if log_tail else ""))
         self.jupyterhub_message = message
         tail = f"<pre class='rcsc3-log'>{html.escape(log_tail)}</pre>" if log_tail else ""
         self.jupyterhub_html_message = f"<p>{html.escape(message)}</p>{tail}"
@@ -105,9 +108,15 @@ class RcSC3Spawner(SlurmSpawner):
     ).tag(config=True)
 
     slurm_poll_interval = Float(
-        10.0,
-        help="Seconds between the hub's shared `squeue` rounds while nothing is starting or stopping (with ±10% jitter).",
+        help="""Seconds between the hub's shared `squeue` rounds while nothing is starting or
+        stopping (with ±10% jitter): one squeue for all users per round. Default: the
+        Spawner's poll_interval, so the hub makes at most one squeue per poll interval, and
+        a job that ends by itself is noticed within one poll.""",
     ).tag(config=True)
+
+    @default("slurm_poll_interval")
+    def _default_slurm_poll_interval(self) -> float:
+        return float(self.poll_interval)
 
     slurm_fast_poll_interval = Float(
         0.25,
@@ -132,6 +141,13 @@ class RcSC3Spawner(SlurmSpawner):
     server_up_timeout = Float(
         120.0,
         help="Seconds a running job's server may take to answer HTTP before the spawn fails with the job's log.",
+    ).tag(config=True)
+
+    stop_grace_period = Float(
+        0.4,
+        help="""Seconds between SIGTERM to the server and SIGKILL of the whole job. The server has
+        nothing to save (notebooks are saved by the browser); processes that miss their own
+        clean-up are removed by the node epilog (hub_config/slurm/epilog.sh).""",
     ).tag(config=True)
 
     stop_timeout = Float(
@@ -447,25 +463,47 @@ class RcSC3Spawner(SlurmSpawner):
             self.log.exception("rcsc3: cancelling job %s failed", self.job_id)
 
     async def stop(self, now: bool = False) -> None:
+        """SIGTERM the server, SIGKILL the whole job after a short grace, and wait until Slurm lists it no more.
+
+        A plain scancel starts Slurm's job termination, which with proctrack/linuxproc re-checks
+        for survivors only once a second; signalling the server first and killing the job only if
+        it is still there keeps a stop under a second. If slurmctld does not answer, the scancel is
+        retried in the background until it does: the job is never left running unowned.
+        """
         if not self.job_id:
             return
         job_id = self.job_id
-        scancel = [*self._prefix(), "scancel", job_id]
+        prefix = self._prefix()
+        cancel = [*prefix, "scancel", job_id]
+        kill = [*prefix, "scancel", "--signal=KILL", job_id]
+        info = self.poller.get(job_id)
+        running = isinstance(info, JobInfo) and info.running
         self.poller.watch(job_id)
-        res = await run_command(scancel, timeout=15)
+        # A pending (or unknown) job is simply cancelled; a running one gets SIGTERM first.
+        first = [*prefix, "scancel", "--batch", "--signal=TERM", job_id] if running else cancel
+        res = await run_command(first, timeout=15)
         if not res.ok and "Invalid job id" not in res.stderr:
-            self.log.warning("rcsc3: scancel %s failed (%s); retrying in the background", job_id, res.describe())
-            self.poller.cancel_later(job_id, scancel)
-        if now:
-            return
-        deadline = time.monotonic() + self.stop_timeout
-        while time.monotonic() < deadline:
+            self.log.warning("rcsc3: %s failed (%s); retrying in the background", " ".join(first[len(prefix):]), res.describe())
+            self.poller.cancel_later(job_id, cancel)
+        t0 = time.monotonic()
+        escalated = not running
+        while time.monotonic() - t0 < self.stop_timeout:
+            if not escalated and (now or time.monotonic() - t0 >= self.stop_grace_period):
+                escalated = True
+                res = await run_command(kill, timeout=15)
+                if not res.ok and "Invalid job id" not in res.stderr:
+                    # e.g. the job went back to pending: a plain cancel always applies
+                    res = await run_command(cancel, timeout=15)
+                if not res.ok and "Invalid job id" not in res.stderr and "already completing" not in res.stderr:
+                    self.poller.cancel_later(job_id, cancel)
+            if now:
+                return
             await self.poller.refresh()
             if self.poller.get(job_id) is GONE:
                 self.poller.unwatch(job_id)
                 return
-            if not self.poller.known and job_id not in self.poller._cancel_queue:
-                self.poller.cancel_later(job_id, scancel)
+            if not self.poller.known:
+                self.poller.cancel_later(job_id, cancel)
         self.log.warning("rcsc3: job %s still listed %.0f s after scancel", job_id, self.stop_timeout)
 
     def _persist_state(self) -> None:

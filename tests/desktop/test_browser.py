@@ -1,0 +1,40 @@
+"""What the student sees: headless Chromium opens /desktop/ and shows the xfce desktop.
+
+Real Chromium (Debian's), real jupyter server + jupyter-server-proxy, real Xvnc
+and xfce. The assertion is on pixels of the noVNC canvas (an xfce desktop has
+hundreds of colours; a black or error screen has a handful), and the
+screenshot is kept in artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cdp import CANVAS_COLOURS, Browser
+from conftest import ARTIFACTS, need
+
+PHASE = "window.rcsc3Desktop && window.rcsc3Desktop.phase"
+
+
+@pytest.mark.parametrize("bridge", ["raw", "supervisor"])
+async def test_the_page_shows_the_desktop(server_factory, bridge):
+    need("/usr/bin/chromium")
+    server = server_factory("rdtest3", config={"bridge": bridge})
+    async with Browser() as browser:
+        page = await browser.new_page()
+        await page.navigate(server.url("desktop/"))
+        await page.wait_for(f"{PHASE} === 'connected'", 60)
+        colours, _ = await page.wait_for(f"(({CANVAS_COLOURS}) > 100) && ({CANVAS_COLOURS})", 60)
+        assert colours > 100
+        status = await page.evaluate("document.getElementById('status').textContent")
+        assert status.startswith("Connected") and "TigerVNC" in status and "software GL" in status
+        # resize-to-browser: the X screen took the page's size, not the 1680x1050 default
+        size = await page.evaluate("[document.querySelector('#screen canvas').width, "
+                                   "document.querySelector('#screen').clientWidth]")
+        assert size[0] == size[1] and size[0] != 1680
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        png = await page.screenshot(ARTIFACTS / f"desktop-{bridge}.png")
+        assert png.startswith(b"\x89PNG") and len(png) > 20000
+        # the "Reconnect" button gives a fresh connection that works again
+        await page.evaluate("document.getElementById('reconnect').click()")
+        await page.wait_for(f"{PHASE} === 'connected' && window.rcsc3Desktop.connects >= 2", 30)
+        page.close()
