@@ -83,7 +83,8 @@ def run(cmd: list[str], check: bool = True, timeout: float = 60, **kw) -> subpro
 
 def missing_packages(packages: list[str]) -> list[str]:
     out = run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n", *packages], check=False)
-    installed = {line.split()[0] for line in out.stdout.splitlines() if len(line.split()) > 1 and line.split()[1].startswith("ii")}
+    rows = [line.split() for line in out.stdout.splitlines()]
+    installed = {row[0] for row in rows if len(row) > 1 and row[1].startswith("ii")}
     return [p for p in packages if p not in installed]
 
 

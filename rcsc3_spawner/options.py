@@ -183,7 +183,9 @@ def parse_spawn_options(
         profile = profiles[0]
     b = bounds_for(profile, cluster)
     if b.cpus.max < b.cpus.min or b.memory_gb.max < b.memory_gb.min or b.gpus.max < b.gpus.min:
-        raise OptionError("profile", f"{profile.slug!r} cannot be served now: its partition {profile.partition!r} lacks the resources")
+        raise OptionError(
+            "profile", f"{profile.slug!r} cannot be served now: its partition {profile.partition!r} lacks the resources"
+        )
     return SpawnRequest(
         profile=profile,
         gpus=_int("gpus", raw["gpus"], b.gpus) if "gpus" in raw else b.gpus.default,

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -214,14 +215,13 @@ class SlurmJobPoller:
                 log.warning("rcsc3: scancel of job %s still failing: %s", job_id, res.describe())
 
 
-_pollers: dict[int, SlurmJobPoller] = {}
+_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlurmJobPoller] = weakref.WeakKeyDictionary()
 
 
 def shared_poller(**settings) -> SlurmJobPoller:
     """The hub's poller (one per event loop); the first spawner's settings configure it."""
-    loop = asyncio.get_event_loop()
-    key = id(loop)
-    poller = _pollers.get(key)
+    loop = asyncio.get_running_loop()
+    poller = _pollers.get(loop)
     if poller is None:
-        poller = _pollers[key] = SlurmJobPoller(**settings)
+        poller = _pollers[loop] = SlurmJobPoller(**settings)
     return poller

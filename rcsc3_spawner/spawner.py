@@ -104,7 +104,8 @@ class RcSC3Spawner(SlurmSpawner):
 
     job_prologue = Unicode(
         "",
-        help="Admin-only shell lines run in the job before the server starts (e.g. `module load cuda`). Students cannot change it.",
+        help="""Admin-only shell lines run in the job before the server starts (e.g. `module load cuda`).
+        Students cannot change it.""",
     ).tag(config=True)
 
     slurm_poll_interval = Float(
@@ -402,7 +403,8 @@ class RcSC3Spawner(SlurmSpawner):
         while True:
             if time.monotonic() > deadline:
                 raise SpawnFailure(
-                    f"Job {self.job_id} runs but its Jupyter server did not answer in {self.server_up_timeout:.0f} s; job cancelled.",
+                    f"Job {self.job_id} runs but its Jupyter server did not answer in "
+                    f"{self.server_up_timeout:.0f} s; job cancelled.",
                     await self._log_tail(),
                 )
             if self._port_reported.is_set() and await self._server_answers(client):

@@ -14,7 +14,10 @@ PARTITIONS = (
     "PartitionName=interactive Default=YES MaxTime=06:00:00 Nodes=vm State=UP MaxMemPerNode=UNLIMITED\n"
     "PartitionName=cpu Default=NO MaxTime=12:00:00 Nodes=vm State=UP MaxMemPerNode=UNLIMITED\n"
 )
-NODES = "NodeName=vm Arch=x86_64 CPUTot=4 Gres=gpu:2 NodeAddr=127.0.0.1 OS=Linux 6.1 #1 SMP RealMemory=8192 Partitions=interactive,cpu\n"
+NODES = (
+    "NodeName=vm Arch=x86_64 CPUTot=4 Gres=gpu:2 NodeAddr=127.0.0.1 OS=Linux 6.1 #1 SMP "
+    "RealMemory=8192 Partitions=interactive,cpu\n"
+)
 CLUSTER = parse_cluster(PARTITIONS, NODES)
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import user_jobs, wait_until
+from hubproc import user_jobs, wait_until
 
 pytestmark = pytest.mark.slurm
 

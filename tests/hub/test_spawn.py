@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import user_jobs, wait_until
+from hubproc import user_jobs, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -127,7 +127,8 @@ def test_port_report_accepts_only_a_port(stopped, hub):
     server_token = env["JUPYTERHUB_API_TOKEN"]
     api = f"{hub.url}/hub/api/batchspawner"
     headers = {"Authorization": f"token {server_token}"}
-    for body in ({"exec_prefix": "touch /tmp/rcsc3-pwned;"}, {"port": 1, "batch_submit_cmd": "id"}, {"port": "1; id"}, {"port": 0}):
+    bodies = ({"exec_prefix": "touch /tmp/rcsc3-pwned;"}, {"port": 1, "batch_submit_cmd": "id"}, {"port": "1; id"}, {"port": 0})
+    for body in bodies:
         r = requests.post(api, json=body, headers=headers, timeout=10)
         assert r.status_code == 400, (body, r.status_code)
     # a student's own (non-server) token cannot report at all
