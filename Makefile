@@ -26,9 +26,12 @@ $(VENV)/bin/python: | system-deps
 
 venv: $(VENV)/bin/python
 
-# A regular (not editable) install, so a checkout under a private home still works for students.
+# Editable when students can read this checkout (handy for development); a regular install
+# otherwise (e.g. a clone under /root), since students' jobs run rcsc3 from the venv.
 install: venv
-	$(VENV)/bin/pip install -q --upgrade '.[test]' </dev/null
+	@if runuser -u nobody -- test -r $(CURDIR)/setup.cfg 2>/dev/null; then \
+	  $(VENV)/bin/pip install -q -e '.[test]' </dev/null; \
+	else $(VENV)/bin/pip install -q --upgrade '.[test]' </dev/null; fi
 	chmod -R a+rX $(VENV)
 
 proxy: | system-deps
@@ -36,7 +39,7 @@ proxy: | system-deps
 	@ln -sf $(CHP) /usr/local/bin/configurable-http-proxy
 
 lab: install
-	$(VENV)/bin/rcsc3 lab up </dev/null
+	$(VENV)/bin/rcsc3 lab up --epilog $(CURDIR)/hub_config/slurm/epilog.sh </dev/null
 
 users: install
 	$(VENV)/bin/rcsc3 lab users </dev/null

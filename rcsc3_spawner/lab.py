@@ -228,14 +228,17 @@ def conf_is_ours() -> bool:
     return not SLURM_CONF.exists() or SLURM_CONF.read_text().startswith(MARKER)
 
 
-def install_epilog() -> Path | None:
-    """Install the node epilog shipped in hub_config/slurm/ if it is present in this checkout or package."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "hub_config" / "slurm" / "epilog.sh", here / "data" / "epilog.sh"):
-        if candidate.exists():
-            write_if_changed(EPILOG_DEST, candidate.read_text(), mode=0o755)
-            return EPILOG_DEST
-    return None
+def install_epilog(source: Path | None) -> Path | None:
+    """Copy the node epilog (hub_config/slurm/epilog.sh) to /etc/slurm; None when there is none."""
+    if source is None:
+        checkout = Path(__file__).resolve().parent.parent / "hub_config" / "slurm" / "epilog.sh"
+        source = checkout if checkout.exists() else None
+    if source is None:
+        return None
+    if not source.exists():
+        raise LabError(f"epilog {source} does not exist")
+    write_if_changed(EPILOG_DEST, source.read_text(), mode=0o755)
+    return EPILOG_DEST
 
 
 # ---------------------------------------------------------------- daemons
@@ -368,7 +371,7 @@ def wait_node_idle(hostname: str, timeout: float = 60) -> None:
 
 # ---------------------------------------------------------------- commands
 
-def lab_up(install: bool = True) -> None:
+def lab_up(install: bool = True, epilog: Path | None = None) -> None:
     if os.geteuid() != 0:
         raise LabError("`rcsc3 lab up` must run as root (it installs packages and starts daemons)")
     if install:
@@ -379,8 +382,7 @@ def lab_up(install: bool = True) -> None:
     save_state(state)
     conf_changed = False
     if conf_is_ours():
-        epilog = install_epilog()
-        conf_changed |= write_if_changed(SLURM_CONF, render_slurm_conf(shape, epilog))
+        conf_changed |= write_if_changed(SLURM_CONF, render_slurm_conf(shape, install_epilog(epilog)))
         conf_changed |= write_if_changed(GRES_CONF, render_gres_conf(shape))
     else:
         log(f"{SLURM_CONF} is not the lab's: using the Slurm already configured here as it is")
@@ -455,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     up = sub.add_parser("up", help="install, configure and start the one-host Slurm (idempotent)")
     up.add_argument("--no-install", action="store_true", help="do not apt-get install missing packages")
+    up.add_argument("--epilog", type=Path, help="node epilog to install (default: hub_config/slurm/epilog.sh of this checkout)")
     sub.add_parser("down", help="stop only the daemons `lab up` started")
     sub.add_parser("status", help="show munge, slurmctld, node and partitions")
     users = sub.add_parser("users", help="create the demo users student1..N and the hub admin 'teacher'")
@@ -462,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
-            lab_up(install=not args.no_install)
+            lab_up(install=not args.no_install, epilog=args.epilog)
         elif args.action == "down":
             lab_down()
         elif args.action == "status":

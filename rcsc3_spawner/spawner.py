@@ -214,6 +214,12 @@ class RcSC3Spawner(SlurmSpawner):
         previous = self.orm_spawner.user_options if self.orm_spawner is not None else None
         return render_options_form(self.parsed_profiles, cluster, previous or {}, self.slurm_info.last_error)
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # user_options are validated in start() against live Slurm limits, for the form and the
+        # API alike (and on JupyterHub < 5.3, which has no apply hook); nothing to apply here.
+        return lambda spawner, user_options: None
+
     @default("options_from_form")
     def _default_options_from_form(self):
         return self._options_from_form
@@ -237,13 +243,15 @@ class RcSC3Spawner(SlurmSpawner):
             raise web.HTTPError(400, str(e)) from None
 
     # ------------------------------------------------------------ helpers
-    def _format(self, template: str) -> str:
+    def _format(self, template: str, homedir: str) -> str:
         server = f"-{self.name}" if self.name else ""
-        return template.format(username=self.user.name, homedir=self._homedir(), servername=server)
+        return template.format(username=self.user.name, homedir=homedir, servername=server)
 
-    def _homedir(self) -> str:
+    async def _homedir(self) -> str:
+        # getpwnam may ask LDAP/SSSD: keep it off the hub's event loop
+        loop = asyncio.get_running_loop()
         try:
-            return pwd.getpwnam(self.user.name).pw_dir
+            return await loop.run_in_executor(None, lambda: pwd.getpwnam(self.user.name).pw_dir)
         except KeyError:
             raise SpawnFailure(f"there is no account {self.user.name!r} on the hub host to submit the job as") from None
 
@@ -254,7 +262,7 @@ class RcSC3Spawner(SlurmSpawner):
         return prefix
 
     def _job_name(self) -> str:
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", self._format(self.job_name_template))
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", self._format(self.job_name_template, homedir=""))
         return name[:128]
 
     def _add_progress(self, progress: int, message: str, html_message: str = "") -> None:
@@ -289,7 +297,7 @@ class RcSC3Spawner(SlurmSpawner):
     async def _log_tail(self) -> str:
         if not self.job_id:
             return ""
-        path = self._format(self.job_log_template).replace("%j", self.job_id)
+        path = self._format(self.job_log_template, await self._homedir()).replace("%j", self.job_id)
         res = await run_command([*self._prefix(), "tail", "-n", str(self.log_tail_lines), "--", path], timeout=10)
         if not res.ok:
             return f"(the job log {path} could not be read: {res.describe()})"
@@ -299,8 +307,8 @@ class RcSC3Spawner(SlurmSpawner):
     async def submit_batch_script(self) -> str:
         req = self._request
         assert req is not None
-        homedir = self._homedir()
-        log_path = self._format(self.job_log_template)
+        homedir = await self._homedir()
+        log_path = self._format(self.job_log_template, homedir)
         spec = JobSpec(
             job_name=self._job_name(),
             log_path=log_path,
