@@ -52,6 +52,8 @@ APT_PACKAGES = [
     "mesa-utils",
     "x11-utils",
     "xauth",
+    # noVNC for the Remote Desktop page (Debian's, kept patched by apt; see rcsc3_proxy/config.py)
+    "novnc",
 ]
 
 #: Partition names the lab creates; the demo profiles refer to them.

@@ -73,20 +73,30 @@ def user_processes(user: str) -> str:
                           check=False).stdout
 
 
-def kill_user_processes(user: str) -> None:
-    """Test cleanup only (these users exist only for the tests): SIGKILL their processes by pid, drop X leftovers."""
+def kill_user_processes(user: str, grace: float = 10.0) -> None:
+    """Test cleanup only (these users exist only for the tests).
+
+    First give the user's processes `grace` seconds to finish on their own (a
+    stopped server's supervisor is still tearing its desktop down), then SIGKILL
+    what is left by pid, and drop the X sockets and runtime dirs they left.
+    """
+    deadline = time.monotonic() + grace
+    while user_pids(user) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for _ in range(50):
         pids = user_pids(user)
         if not pids:
-            for path in x_leftovers(user):
-                Path(path).unlink(missing_ok=True)
-            return
+            break
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.05)
+    for path in x_leftovers(user):
+        Path(path).unlink(missing_ok=True)
+    for d in runtime_dirs(user):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def runtime_dirs(user: str) -> list[Path]:
@@ -184,7 +194,7 @@ def start_server(user: str, config: dict | None = None, env: dict | None = None,
     """
     pw = pwd.getpwnam(user)
     port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="rcsc3-desktop-test-"))
+    workdir = Path(tempfile.mkdtemp(prefix="rcsc3-dtest-"))  # server config and log
     workdir.chmod(0o755)
     cfg = workdir / "jupyter_server_config.py"
     lines = [f"c.RemoteDesktop.{k} = {v!r}" for k, v in (config or {}).items()]
@@ -232,8 +242,7 @@ def server_factory(test_users):
     for s in started:
         s.stop()
         kill_user_processes(s.user)
-        for d in runtime_dirs(s.user):
-            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(s.config.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -247,8 +256,7 @@ def desktop_server(test_users):
     finally:
         s.stop()
         kill_user_processes(s.user)
-        for d in runtime_dirs(s.user):
-            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(s.config.parent, ignore_errors=True)
 
 
 def as_user(user: str, code: str, timeout: float = 20) -> subprocess.CompletedProcess:

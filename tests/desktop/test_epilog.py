@@ -57,9 +57,9 @@ def run_epilog(job: str, user: str, other_jobs: bool) -> None:
 
 @pytest.fixture
 def rdtest2(test_users):
-    kill_user_processes("rdtest2")
+    kill_user_processes("rdtest2", grace=0)
     yield "rdtest2"
-    kill_user_processes("rdtest2")
+    kill_user_processes("rdtest2", grace=0)
 
 
 def make_x_and_runtime_leftovers(user: str) -> tuple[Path, Path]:

@@ -1,0 +1,77 @@
+"""jupyter-server-proxy entry points: `desktop` (the page) and `desktop-vnc` (the raw VNC websocket).
+
+jupyter-server-proxy calls these factories inside the running Jupyter server
+while it loads. We use that moment to read `c.RemoteDesktop` from the server's
+configuration, make the desktop's private runtime directory and start the
+desktop supervisor (which starts Xvnc only at the first click, or right away
+with prestart). Neither entry has a `command`: the supervisor's lifetime is tied
+to the server by `SupervisorLauncher`, not by jupyter-server-proxy, whose
+process supervision restarts crashed commands without bound and probes
+readiness with connections VNC servers count as attacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .config import HERE, RemoteDesktop
+from .launcher import SupervisorLauncher
+from .paths import RuntimePaths
+
+log = logging.getLogger("rcsc3.desktop")
+
+ICON = HERE / "icons" / "desktop.svg"
+_launcher: SupervisorLauncher | None = None
+
+
+def _server_config():
+    """The running Jupyter server's config (None outside a server, e.g. in unit tests)."""
+    try:
+        from jupyter_server.serverapp import ServerApp
+    except ImportError:  # pragma: no cover - jupyter-server-proxy needs jupyter_server
+        return None
+    return ServerApp.instance().config if ServerApp.initialized() else None
+
+
+def _ensure_launched() -> SupervisorLauncher:
+    """One runtime dir and one supervisor per server process, whichever factory runs first."""
+    global _launcher
+    if _launcher is None:
+        settings = RemoteDesktop(config=_server_config())
+        paths = RuntimePaths.create(settings.runtime_base)
+        _launcher = SupervisorLauncher(settings, paths)
+        _launcher.start()
+        log.info("Remote Desktop supervisor started (runtime dir %s, bridge %s, prestart %s)",
+                 paths.root, settings.bridge, settings.prestart)
+    return _launcher
+
+
+def desktop_entry(paths: RuntimePaths, icon: Path = ICON) -> dict:
+    """The `desktop` server-proxy entry: the supervisor's page, API and bridge."""
+    return {
+        "unix_socket": paths.web_socket,
+        "launcher_entry": {"title": "Remote Desktop", "icon_path": str(icon), "path_info": "desktop/"},
+        "new_browser_tab": True,
+        # Viewers poll the status API; that must not keep an idle server alive forever.
+        "exclude_last_activity_patterns": [r".*/api/status.*"],
+    }
+
+
+def vnc_entry(paths: RuntimePaths) -> dict:
+    """The `desktop-vnc` entry: websocket frames go straight into Xvnc's unix socket."""
+    return {
+        "unix_socket": paths.vnc_socket,
+        "raw_socket_proxy": True,
+        "launcher_entry": {"enabled": False},
+    }
+
+
+def setup_desktop() -> dict:
+    """Entry point `jupyter_serverproxy_servers: desktop`."""
+    return desktop_entry(_ensure_launched().paths)
+
+
+def setup_desktop_vnc() -> dict:
+    """Entry point `jupyter_serverproxy_servers: desktop-vnc` (used when the bridge is "raw")."""
+    return vnc_entry(_ensure_launched().paths)

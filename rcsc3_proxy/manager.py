@@ -1,0 +1,262 @@
+"""`DesktopManager`: start, watch and tear down one desktop (Xvnc + session) inside the supervisor.
+
+States: ``stopped`` -> ``starting`` -> ``running`` -> ``stopped`` (the session
+ended, Xvnc died, or the page asked to close it), or ``failed`` after
+`start_attempts` consecutive failed starts. ``failed`` is sticky: nothing starts
+the desktop again until someone asks explicitly (`reset()`), so a broken node
+shows one clear error instead of looping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from . import gl, procs, vnc, xauth
+from .config import RemoteDesktop
+from .paths import RuntimePaths
+
+log = logging.getLogger("rcsc3.desktop")
+
+
+class StartError(RuntimeError):
+    """One start attempt failed; the message is meant for the student's page."""
+
+
+class DesktopManager:
+    def __init__(self, settings: RemoteDesktop, paths: RuntimePaths, env: dict[str, str] | None = None):
+        self.settings = settings
+        self.paths = paths
+        self.env = dict(os.environ if env is None else env)
+        self.state = "stopped"
+        self.error = ""
+        self.display: int | None = None
+        self.tcp_port: int | None = None
+        self.password: str | None = None
+        self.started_at: float | None = None
+        self.server = vnc.detect(settings.vnc_flavor, Path(settings.turbovnc_dir))
+        self.gl = gl.choose(self.env, settings.vglrun or None)
+        self._xvnc: subprocess.Popen | None = None
+        self._session: subprocess.Popen | None = None
+        self._task: asyncio.Task | None = None
+        self._changed = asyncio.Condition()
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def bridge(self) -> str:
+        """The bridge the page must use: raw needs a unix socket (old TurboVNC has none)."""
+        if self.server is not None and not self.server.unix_socket:
+            return "supervisor"
+        return self.settings.bridge
+
+    def status(self) -> dict:
+        out = {
+            "state": self.state,
+            "error": self.error,
+            "display": self.display,
+            "flavor": self.server.flavor if self.server else None,
+            "version": self.server.version_str if self.server else None,
+            "gl": self.gl.kind,
+            "gl_description": self.gl.describe(),
+            "bridge": self.bridge,
+        }
+        if self.password:
+            # Old TurboVNC only: the page (behind the hub's login) needs the one-time password.
+            out["password"] = self.password
+        return out
+
+    def ensure_started(self) -> None:
+        """Start the desktop in the background unless it runs, is starting, or has failed."""
+        if self.state == "stopped" and (self._task is None or self._task.done()):
+            self._set("starting")
+            self._task = asyncio.ensure_future(self._start())
+
+    def reset(self) -> None:
+        """Forget a failure (the student pressed "try again") and start."""
+        if self.state == "failed":
+            self._set("stopped", "")
+        self.ensure_started()
+
+    async def wait_settled(self, timeout: float) -> str:
+        """Wait until the desktop is running, stopped or failed (or `timeout`); return the state."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.state != "starting"), timeout)
+            except TimeoutError:
+                pass
+        return self.state
+
+    def stop(self, reason: str = "") -> None:
+        """Tear the whole desktop down: every descendant of the supervisor, then its X leftovers."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        procs.kill_tree(grace=self.settings.stop_grace)
+        self._remove_x_leftovers()
+        self._xvnc = self._session = None
+        self.display = None
+        self.password = None
+        if self.state != "failed":
+            self._set("stopped", reason)
+
+    def child_exited(self, pid: int, code: int) -> None:
+        """Called from the supervisor's SIGCHLD handler for every reaped child."""
+        if self.state != "running":
+            return  # during a start, _start_once notices through Popen objects
+        if self._xvnc is not None and pid == self._xvnc.pid:
+            log.warning("Xvnc exited (%s): closing the desktop", code)
+            self.stop("the VNC server exited")
+        elif self._session is not None and pid == self._session.pid:
+            log.info("the desktop session ended (%s): closing the desktop", code)
+            self.stop("the session ended (logged out)")
+
+    # ------------------------------------------------------------ internals
+
+    def _set(self, state: str, error: str | None = None) -> None:
+        self.state = state
+        if error is not None:
+            self.error = error
+
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        asyncio.ensure_future(notify())
+
+    async def _start(self) -> None:
+        t0 = time.monotonic()
+        last = ""
+        for attempt in range(1, self.settings.start_attempts + 1):
+            try:
+                await self._start_once()
+            except asyncio.CancelledError:
+                raise
+            except (StartError, OSError) as e:
+                last = str(e)
+                log.warning("desktop start attempt %d/%d failed: %s", attempt, self.settings.start_attempts, last)
+                procs.kill_tree(grace=1.0)
+                self._remove_x_leftovers()
+                continue
+            self.started_at = time.monotonic()
+            log.info("desktop on display :%s ready in %.2fs (%s, %s)", self.display, self.started_at - t0,
+                     self.server.flavor if self.server else "?", self.gl.describe())
+            self._set("running", "")
+            return
+        self._set("failed", f"The desktop could not be started ({self.settings.start_attempts} attempts). Last error: {last}")
+
+    def _session_env(self) -> dict[str, str]:
+        env = dict(self.env)
+        # The Jupyter server's own display/session variables must not leak into the desktop.
+        for var in ("DISPLAY", "XAUTHORITY", "SESSION_MANAGER", "DBUS_SESSION_BUS_ADDRESS", "WAYLAND_DISPLAY",
+                    "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES"):
+            env.pop(var, None)
+        env.update(gl.session_env(self.gl))
+        env.update(DISPLAY=f":{self.display}", XAUTHORITY=self.paths.xauthority, XDG_SESSION_TYPE="x11",
+                   RCSC3_DESKTOP="1")
+        return env
+
+    async def _start_once(self) -> None:
+        if self.server is None:
+            raise StartError("no VNC server found: install TigerVNC (tigervnc-standalone-server) or TurboVNC; "
+                             "run `rcsc3 doctor`")
+        self.paths.ensure()
+        xauth.write_cookie_file(self.paths.xauthority)
+        Path(self.paths.vnc_socket).unlink(missing_ok=True)
+        opts = vnc.XvncOptions(displayfd=-1, xauthority=self.paths.xauthority, geometry=self.settings.geometry,
+                               depth=self.settings.depth, extra_args=list(self.settings.extra_xvnc_args))
+        if self.server.unix_socket:
+            opts.unix_socket = self.paths.vnc_socket
+        else:
+            self.password = secrets.token_urlsafe(6)[:8]  # VNC passwords are 8 characters at most
+            self._write_password_file()
+            opts.tcp_port = _free_localhost_port()
+            opts.password_file = self.paths.password_file
+            self.tcp_port = opts.tcp_port
+        r, w = os.pipe()
+        opts.displayfd = w
+        try:
+            self._xvnc = self._spawn(vnc.xvnc_command(self.server, opts), "xvnc.log", pass_fds=[w], cwd=self.paths.root)
+        finally:
+            os.close(w)
+        try:
+            self.display = await self._read_display(r, self._xvnc)
+        finally:
+            os.close(r)
+        if self.server.unix_socket and not os.path.exists(self.paths.vnc_socket):
+            raise StartError(f"Xvnc did not create {self.paths.vnc_socket}")
+        self._session = self._spawn(gl.session_command(self.gl, list(self.settings.xstartup)), "session.log",
+                                    env=self._session_env(), cwd=os.path.expanduser("~"))
+
+    def _spawn(self, cmd: list[str], log_name: str, **kw) -> subprocess.Popen:
+        """Start a desktop process with its output appended to a log in the runtime dir."""
+        with open(self.paths.log_dir / log_name, "ab") as out:
+            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, **kw)
+
+    async def _read_display(self, fd: int, xvnc: subprocess.Popen) -> int:
+        """Wait for Xvnc to write its display number to the -displayfd pipe (or to die)."""
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future = loop.create_future()
+
+        buf = bytearray()
+
+        def readable() -> None:
+            # The X server writes the number and the newline in two write()s: closing our
+            # end after the first makes the second fail, and Xvnc treats that as fatal.
+            chunk = os.read(fd, 64)
+            buf.extend(chunk)
+            if (not chunk or b"\n" in buf) and not got.done():
+                got.set_result(bytes(buf))
+
+        loop.add_reader(fd, readable)
+        try:
+            data = await asyncio.wait_for(got, self.settings.start_timeout)
+        except TimeoutError:
+            raise StartError(f"Xvnc did not report a display within {self.settings.start_timeout:.0f}s") from None
+        finally:
+            loop.remove_reader(fd)
+        text = data.decode(errors="replace").strip()
+        if not text.isdigit():
+            # EOF without a number: Xvnc exited; its log says why
+            raise StartError(f"Xvnc exited before it was ready: {self._log_tail('xvnc.log')}")
+        return int(text)
+
+    def _log_tail(self, name: str, lines: int = 3) -> str:
+        try:
+            text = (self.paths.log_dir / name).read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    def _write_password_file(self) -> None:
+        assert self.server is not None and self.password is not None
+        res = subprocess.run(vnc.vncpasswd_command(self.server), input=self.password.encode() + b"\n",
+                             capture_output=True, timeout=10, check=False)
+        if res.returncode != 0:
+            raise StartError(f"vncpasswd failed: {res.stderr.decode(errors='replace').strip()}")
+        fd = os.open(self.paths.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(res.stdout)
+
+    def _remove_x_leftovers(self) -> None:
+        """An Xvnc killed with SIGKILL leaves its lock and socket; remove ours so the number is free again."""
+        if self.display is None:
+            return
+        for path in (f"/tmp/.X{self.display}-lock", f"/tmp/.X11-unix/X{self.display}"):
+            try:
+                if os.lstat(path).st_uid == os.getuid():
+                    os.unlink(path)
+            except OSError:
+                pass
+        Path(self.paths.vnc_socket).unlink(missing_ok=True)
+
+
+def _free_localhost_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,121 @@
+"""Process-tree plumbing for the desktop supervisor (Linux only).
+
+The desktop is Xvnc plus a whole xfce session: dbus, agents and helpers that
+double-fork and `setsid()` on their own, so neither a process group nor a session
+holds all of them. The supervisor therefore makes itself a *child subreaper*:
+every orphan of the desktop is re-parented to it instead of init, and "the
+desktop" is simply "every descendant of the supervisor". Teardown walks that
+tree until it is empty.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, arg: int) -> None:
+    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants, so daemonizing session helpers stay in our tree."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send `sig` to this process when its parent exits."""
+    _prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def _ppid_map(proc: Path = Path("/proc")) -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone while we looked
+            continue
+        # comm may contain spaces and parentheses: fields start after the last ')'
+        fields = stat[stat.rfind(")") + 2:].split()
+        parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(root: int, proc: Path = Path("/proc")) -> list[int]:
+    """All live descendants of `root` (not `root` itself), parents before children."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in _ppid_map(proc).items():
+        children.setdefault(ppid, []).append(pid)
+    out: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def reap_zombies() -> dict[int, int]:
+    """Collect exit statuses of any finished children (adopted orphans included)."""
+    statuses: dict[int, int] = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return statuses
+        if pid == 0:
+            return statuses
+        statuses[pid] = os.waitstatus_to_exitcode(status)
+
+
+def kill_tree(root: int | None = None, grace: float = 3.0, reap: bool = True) -> dict[int, int]:
+    """SIGTERM every descendant of `root` (default: us), SIGKILL what is left after `grace` s.
+
+    Loops until the tree is empty: a process that forks while dying, or an orphan
+    that gets re-parented to us mid-teardown, is caught on the next pass.
+    Returns the exit statuses reaped on the way (when `reap` and root is us).
+    """
+    root = os.getpid() if root is None else root
+    statuses: dict[int, int] = {}
+    deadline = time.monotonic() + grace
+    sig = signal.SIGTERM
+    while True:
+        if reap:
+            statuses.update(reap_zombies())
+        live = [p for p in descendants(root) if not _is_zombie(p)]
+        if not live:
+            return statuses
+        if time.monotonic() >= deadline:
+            sig = signal.SIGKILL
+        _signal_all(live, sig)
+        # SIGCONT wakes stopped processes so they can act on SIGTERM
+        _signal_all(live, signal.SIGCONT)
+        time.sleep(0.02)  # not synchronization: a bounded poll interval of this loop
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] in "ZX"

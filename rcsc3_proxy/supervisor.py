@@ -1,0 +1,265 @@
+"""The desktop supervisor: `python -m rcsc3_proxy.supervisor --runtime-dir DIR --parent-fd FD`.
+
+One small process per Jupyter server. It
+
+* owns the desktop: it is a session leader and child subreaper, so Xvnc, the
+  xfce session, dbus and every agent that daemonizes stay its descendants, and
+  `DesktopManager.stop()` kills them all;
+* dies with the Jupyter server however that stops: the server holds the write end
+  of a pipe whose read end is `--parent-fd`, so EOF means the server is gone
+  (SIGTERM, /api/shutdown and SIGKILL alike); PR_SET_PDEATHSIG is the second line;
+* serves, on a unix socket in the private runtime dir, the noVNC page, a small
+  JSON API, and (bridge "supervisor") a websocket bridge to the VNC server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tornado import httpserver, netutil, web, websocket
+
+from . import procs
+from .config import HERE, RemoteDesktop
+from .manager import DesktopManager
+from .paths import RuntimePaths
+
+log = logging.getLogger("rcsc3.desktop")
+
+#: Longest a status long-poll or a bridged websocket waits for a starting desktop.
+SETTLE_WAIT = 30.0
+
+
+class _Base(web.RequestHandler):
+    @property
+    def desktop(self) -> DesktopManager:
+        return self.settings["desktop"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+
+class PageHandler(_Base):
+    """The noVNC page. Loading it is "the click": the desktop starts now, while the page's scripts load."""
+
+    def get(self) -> None:
+        self.desktop.ensure_started()
+        s = self.desktop.settings
+        cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status()}
+        self.render("index.html", cfg_json=json.dumps(cfg).replace("</", "<\\/"), status=self.desktop.status(),
+                    preload=self.settings["novnc_modules"])
+
+
+class StatusHandler(_Base):
+    """GET api/status[?start=1][&wait=1]: the desktop's state; `wait` long-polls while it is starting."""
+
+    async def get(self) -> None:
+        if self.get_argument("start", "0") == "1":
+            self.desktop.ensure_started()
+        if self.get_argument("wait", "0") == "1":
+            await self.desktop.wait_settled(SETTLE_WAIT)
+        self.write(self.desktop.status())
+
+
+class ActionHandler(_Base):
+    """POST api/start (try again after a failure) and api/stop (close the desktop)."""
+
+    def check_xsrf_cookie(self) -> None:
+        # jupyter-server-proxy leaves XSRF to the proxied app; a custom header can't be
+        # sent cross-site without a CORS preflight, which we never grant.
+        if self.request.headers.get("X-Rcsc3-Desktop") != "1":
+            raise web.HTTPError(403, "missing X-Rcsc3-Desktop header")
+
+    def post(self, action: str) -> None:
+        self.check_xsrf_cookie()
+        if action == "start":
+            self.desktop.reset()
+        else:
+            self.desktop.stop("closed from the page")
+        self.write(self.desktop.status())
+
+
+class BridgeHandler(websocket.WebSocketHandler):
+    """Websocket <-> RFB bridge (what websockify does), used when the bridge setting is "supervisor"."""
+
+    def check_origin(self, origin: str) -> bool:
+        # Only jupyter-server-proxy reaches this socket (0700 dir); it has already
+        # checked the browser's Origin and the user's login.
+        return True
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return "binary" if "binary" in subprotocols else None
+
+    async def open(self) -> None:
+        desktop: DesktopManager = self.settings["desktop"]
+        desktop.ensure_started()
+        if await desktop.wait_settled(SETTLE_WAIT) != "running":
+            self.close(1011, desktop.error or "desktop not running")
+            return
+        try:
+            if desktop.server is not None and desktop.server.unix_socket:
+                self.reader, self.writer = await asyncio.open_unix_connection(desktop.paths.vnc_socket)
+            else:
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", desktop.tcp_port)
+        except OSError as e:
+            self.close(1011, f"cannot reach the VNC server: {e}")
+            return
+        self._pump = asyncio.ensure_future(self._from_vnc())
+
+    async def _from_vnc(self) -> None:
+        try:
+            while True:
+                data = await self.reader.read(262144)
+                if not data:
+                    break
+                await self.write_message(data, binary=True)
+        except (websocket.WebSocketClosedError, ConnectionError):
+            pass
+        finally:
+            self.close()
+
+    def on_message(self, message: str | bytes) -> None:
+        if hasattr(self, "writer"):
+            self.writer.write(message.encode() if isinstance(message, str) else message)
+
+    def on_close(self) -> None:
+        if hasattr(self, "writer"):
+            self.writer.close()
+
+
+class NoVNCHandler(web.StaticFileHandler):
+    """noVNC's modules: cacheable for a while (they change only when the novnc package does)."""
+
+    def get_cache_time(self, path: str, modified, mime_type: str) -> int:
+        return 3600
+
+
+def novnc_modules(novnc: Path) -> list[str]:
+    """Every ES module of noVNC, for <link rel=modulepreload>: one parallel round of fetches
+    instead of a waterfall as deep as noVNC's import graph (about 5 levels)."""
+    return sorted(str(p.relative_to(novnc)) for sub in ("core", "vendor/pako") for p in (novnc / sub).rglob("*.js"))
+
+
+def make_app(desktop: DesktopManager) -> web.Application:
+    static = HERE / "static"
+    novnc = Path(desktop.settings.novnc_path)
+    return web.Application(
+        [
+            (r"/", PageHandler),
+            (r"/api/status", StatusHandler),
+            (r"/api/(start|stop)", ActionHandler),
+            (r"/websockify", BridgeHandler),
+            # static_url() makes relative "static/..." links (we live under a proxy prefix),
+            # so the route is spelled out rather than derived from static_url_prefix.
+            (r"/static/(.*)", web.StaticFileHandler, {"path": str(static)}),
+            (r"/novnc/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc)}),
+        ],
+        template_path=str(static),
+        static_path=str(static),
+        static_url_prefix="static/",
+        desktop=desktop,
+        novnc_modules=novnc_modules(novnc) if novnc.is_dir() else [],
+    )
+
+
+class Supervisor:
+    """Glue: signals, parent watch, child reaping, the web server and the desktop."""
+
+    def __init__(self, desktop: DesktopManager, parent_fd: int | None):
+        self.desktop = desktop
+        self.parent_fd = parent_fd
+        self.done = asyncio.Event()
+
+    def _on_sigchld(self) -> None:
+        for pid, code in procs.reap_zombies().items():
+            self.desktop.child_exited(pid, code)
+
+    def _on_parent_gone(self) -> None:
+        # EOF stays readable: unregister first or the loop calls us forever
+        asyncio.get_running_loop().remove_reader(self.parent_fd)
+        log.info("the Jupyter server is gone: closing the desktop")
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        if not self.done.is_set():
+            self.desktop.stop("the Jupyter server stopped")
+            self.done.set()
+
+    async def run(self, prestart: bool) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self.shutdown)
+        if self.parent_fd is not None:
+            loop.add_reader(self.parent_fd, self._on_parent_gone)
+        paths = self.desktop.paths
+        Path(paths.web_socket).unlink(missing_ok=True)
+        sock = netutil.bind_unix_socket(paths.web_socket, mode=0o600)
+        server = httpserver.HTTPServer(make_app(self.desktop))
+        server.add_socket(sock)
+        if prestart:
+            self.desktop.ensure_started()
+        await self.done.wait()
+        server.stop()
+        Path(paths.web_socket).unlink(missing_ok=True)
+
+
+def _remove_runtime_dir(paths: RuntimePaths) -> None:
+    for child in paths.root.iterdir() if paths.root.exists() else []:
+        try:
+            child.unlink()
+        except OSError:
+            pass
+    try:
+        paths.root.rmdir()
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rcsc3_proxy.supervisor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runtime-dir", required=True, help="private 0700 directory for the sockets")
+    parser.add_argument("--parent-fd", type=int, help="read end of a pipe the Jupyter server holds open")
+    parser.add_argument("--parent-pid", type=int, help="pid of the Jupyter server (closes the PDEATHSIG race)")
+    parser.add_argument("--prestart", action="store_true", help="start the desktop now, not at the first click")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[rcsc3 desktop %(levelname)s] %(message)s", stream=sys.stderr)
+
+    # Before anything can fork: own a session, adopt orphans, follow the parent.
+    if os.getsid(0) != os.getpid():
+        os.setsid()
+    procs.become_subreaper()
+    procs.die_with_parent(signal.SIGTERM)
+    if args.parent_pid and os.getppid() != args.parent_pid:
+        _remove_runtime_dir(RuntimePaths(Path(args.runtime_dir)))
+        return 0  # the server died before we could watch it
+
+    settings = RemoteDesktop.from_json(os.environ.pop("RCSC3_DESKTOP_SETTINGS", ""))
+    paths = RuntimePaths(Path(args.runtime_dir))
+    paths.ensure()
+    desktop_ref: list[DesktopManager] = []
+
+    async def amain() -> None:
+        desktop = DesktopManager(settings, paths)
+        desktop_ref.append(desktop)
+        await Supervisor(desktop, args.parent_fd).run(args.prestart)
+
+    try:
+        asyncio.run(amain())
+    finally:
+        # Whatever happened above, nothing of the desktop may outlive us.
+        procs.kill_tree(grace=settings.stop_grace)
+        if desktop_ref:
+            desktop_ref[0]._remove_x_leftovers()
+        _remove_runtime_dir(paths)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
