@@ -1,0 +1,52 @@
+"""`rcsc3 lab`: idempotent, unattended, and `down` stops only what `up` started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rcsc3_spawner.lab import GRES_CONF, SLURM_CONF, NodeShape, render_gres_conf, render_slurm_conf
+
+pytestmark = pytest.mark.slurm
+RCSC3 = str(Path(sys.executable).parent / "rcsc3")
+
+
+def rcsc3(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([RCSC3, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+
+
+def test_rendered_config_has_the_gpu_partition():
+    shape = NodeShape("node1", cpus=4, real_cpus=2, memory_mb=8000, gpu_files=["/dev/nvidia0", "/dev/nvidia1"], gpus_faked=True)
+    conf = render_slurm_conf(shape, Path("/etc/slurm/rcsc3-epilog.sh"))
+    assert "GresTypes=gpu" in conf
+    assert "NodeName=node1 NodeAddr=127.0.0.1 CPUs=4 RealMemory=8000 Gres=gpu:2" in conf
+    assert "PartitionName=interactive Nodes=node1 Default=YES MaxTime=06:00:00" in conf
+    assert "ProctrackType=proctrack/linuxproc" in conf and "TaskPlugin=task/none" in conf
+    assert "SlurmdParameters=config_overrides" in conf  # 4 advertised CPUs on a 2-core machine
+    assert "Epilog=/etc/slurm/rcsc3-epilog.sh" in conf
+    assert "File=/dev/nvidia[0-1]" in render_gres_conf(shape)
+
+
+def test_up_is_idempotent_and_status_ok(slurm_lab):
+    before = (SLURM_CONF.stat().st_mtime, GRES_CONF.stat().st_mtime)
+    res = rcsc3("lab", "up", "--no-install")
+    assert res.returncode == 0, res.stderr
+    assert "ready: node" in res.stdout and "starting" not in res.stdout
+    assert (SLURM_CONF.stat().st_mtime, GRES_CONF.stat().st_mtime) == before
+    status = rcsc3("lab", "status")
+    assert status.returncode == 0 and "slurmctld:  up" in status.stdout and "interactive" in status.stdout
+
+
+def test_gpu_gres_sets_cuda_visible_devices(slurm_lab):
+    out = subprocess.run(["srun", "-p", "interactive", "--gres=gpu:1", "-n1", "-t", "1", "printenv", "CUDA_VISIBLE_DEVICES"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in ("0", "1")
+
+
+def test_cli_reports_unknown_commands():
+    res = rcsc3("nope")
+    assert res.returncode == 2 and "unknown command 'nope'" in res.stderr and "lab" in res.stderr
