@@ -32,6 +32,10 @@ install: venv
 	@if runuser -u nobody -- test -r $(CURDIR)/setup.cfg 2>/dev/null; then \
 	  $(VENV)/bin/pip install -q -e '.[test]' </dev/null; \
 	else $(VENV)/bin/pip install -q --upgrade '.[test]' </dev/null; fi
+	@# editable installs skip setup.cfg's data_files: put them in place the same way
+	install -d -m 755 $(VENV)/share/rcsc3/notebooks $(VENV)/etc/ipython
+	install -m 644 notebooks/*.ipynb $(VENV)/share/rcsc3/notebooks/
+	install -m 644 rcsc3_proxy/ipp/ipcluster_config.py $(VENV)/etc/ipython/
 	chmod -R a+rX $(VENV)
 
 proxy: | system-deps

@@ -51,7 +51,9 @@ class JobSpec:
     command: list[str]
     environment: dict[str, str] = field(default_factory=dict)
     prologue: str = ""
-    ntasks_per_cpu: bool = True
+    #: copy this directory once to $HOME/<examples_target> (never overwriting)
+    examples_source: str = ""
+    examples_target: str = ""
 
 
 def render_batch_script(req: SpawnRequest, spec: JobSpec) -> str:
@@ -109,6 +111,12 @@ def render_batch_script(req: SpawnRequest, spec: JobSpec) -> str:
             raise ScriptError(f"environment name {key!r} is not valid")
         lines.append(f"export {key}={shell_word(value)}")
     lines.append('echo "rcsc3: job ${SLURM_JOB_ID} on $(hostname) at $(date -Is), starting the Jupyter server"')
+    if spec.examples_source and spec.examples_target:
+        if not re.fullmatch(r"[A-Za-z0-9_.-][A-Za-z0-9_./-]*", spec.examples_target) or ".." in spec.examples_target:
+            raise ScriptError(f"examples target {spec.examples_target!r} must be a plain path relative to the home directory")
+        src, dst = shell_word(spec.examples_source), shell_word(spec.examples_target)
+        lines.append("# the example notebooks: copied once, the student's copy is never overwritten")
+        lines.append(f'if [ -d {src} ] && [ ! -e "$HOME"/{dst} ]; then cp -r {src} "$HOME"/{dst} || true; fi')
     if spec.prologue.strip():
         lines += ["# admin prologue (c.RcSC3Spawner.job_prologue)", spec.prologue.rstrip()]
     # exec: scancel's SIGTERM reaches the server itself, which then shuts down cleanly.

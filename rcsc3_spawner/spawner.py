@@ -108,6 +108,20 @@ class RcSC3Spawner(SlurmSpawner):
         Students cannot change it.""",
     ).tag(config=True)
 
+    example_notebooks_dir = Unicode(
+        help="""Directory on the nodes with example notebooks to copy into each student's home on
+        their first start. Default: share/rcsc3/notebooks of node_venv (installed with rcsc3).""",
+    ).tag(config=True)
+
+    @default("example_notebooks_dir")
+    def _default_example_notebooks_dir(self) -> str:
+        return os.path.join(self.node_venv, "share", "rcsc3", "notebooks")
+
+    example_notebooks_target = Unicode(
+        "rcsc3-notebooks",
+        help="Folder (relative to the student's home) the example notebooks are copied to, once. Empty: don't copy.",
+    ).tag(config=True)
+
     slurm_poll_interval = Float(
         help="""Seconds between the hub's shared `squeue` rounds while nothing is starting or
         stopping (with ±10% jitter): one squeue for all users per round. Default: the
@@ -316,6 +330,8 @@ class RcSC3Spawner(SlurmSpawner):
             venv=self.node_venv,
             command=self._singleuser_command(),
             prologue=self.job_prologue,
+            examples_source=self.example_notebooks_dir,
+            examples_target=self.example_notebooks_target,
         )
         try:
             script = render_batch_script(req, spec)

@@ -43,6 +43,16 @@ def test_script_requests_what_the_form_chose():
     assert script.rstrip().endswith("exec /opt/rcsc3/venv/bin/batchspawner-singleuser /opt/rcsc3/venv/bin/jupyterhub-singleuser")
 
 
+def test_example_notebooks_are_copied_once():
+    req = parse_spawn_options({}, PROFILES, None)
+    script = render_batch_script(req, spec(examples_source="/opt/rcsc3/venv/share/rcsc3/notebooks", examples_target="rcsc3-notebooks"))
+    assert ('if [ -d /opt/rcsc3/venv/share/rcsc3/notebooks ] && [ ! -e "$HOME"/rcsc3-notebooks ]; '
+            'then cp -r /opt/rcsc3/venv/share/rcsc3/notebooks "$HOME"/rcsc3-notebooks || true; fi') in script
+    for bad in ("../etc", "/etc", "a b", "x;id"):
+        with pytest.raises(ScriptError):
+            render_batch_script(req, spec(examples_source="/src", examples_target=bad))
+
+
 def test_cpu_profile_asks_no_gpu():
     req = parse_spawn_options({"profile": "cpu"}, PROFILES, None)
     script = render_batch_script(req, spec())

@@ -59,6 +59,9 @@ def test_form_defaults_spawn_and_round_trip_through_proxy(stopped, hub):
     [job] = user_jobs("student1")
     fmt = subprocess.run(["squeue", "-h", "-j", job, "-o", "%P|%b|%C|%l"], capture_output=True, text=True).stdout.strip()
     assert fmt.startswith("interactive|") and "gpu:1" in fmt and fmt.endswith("|2:00:00")
+    # the example notebooks were copied into the student's home, owned by the student
+    copied = Path("/home/student1/rcsc3-notebooks/parallel-mandelbrot.ipynb")
+    assert copied.exists() and copied.owner() == "student1"
     # the server answers through the proxy, with the student's token
     r = requests.get(f"{c.base}/user/student1/api/status", headers={"Authorization": f"token {c.token}"}, timeout=20)
     assert r.status_code == 200 and "started" in r.json()
