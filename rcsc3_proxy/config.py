@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default, validate
 from traitlets.config import Configurable
 
 HERE = Path(__file__).resolve().parent
@@ -54,12 +54,18 @@ class RemoteDesktop(Configurable):
     ).tag(config=True)
 
     bridge = CaselessStrEnum(
-        ["raw", "supervisor"], default_value="raw",
-        help="How the browser's websocket reaches Xvnc. 'raw': jupyter-server-proxy's raw_socket_proxy "
-        "writes it straight into the VNC unix socket (one hop, the default: see benchmarks/desktop.py). "
-        "'supervisor': through the desktop supervisor's own websockify-style bridge (needed for TurboVNC < 3.1, "
-        "which only has TCP).",
+        ["raw", "websockify", "supervisor"], default_value="raw",
+        help="How the browser's websocket reaches Xvnc; both go through jupyter-server-proxy's authenticated "
+        "`desktop-vnc` route. 'raw' (default): jupyter-server-proxy's raw_socket_proxy writes the frames "
+        "straight into Xvnc's unix socket, one hop. 'websockify': jupyter-server-proxy proxies the websocket "
+        "to the stock websockify (a child of the desktop, on a 0600 unix socket), which unwraps it into Xvnc's "
+        "socket. BENCH_FIGURES "
+        "TurboVNC < 3.1 (TCP only) always uses 'websockify'. 'supervisor' is an old name for 'websockify'.",
     ).tag(config=True)
+
+    @validate("bridge")
+    def _validate_bridge(self, proposal) -> str:
+        return "websockify" if proposal["value"] == "supervisor" else proposal["value"]
 
     novnc_path = Unicode(
         "/usr/share/novnc",

@@ -1,4 +1,4 @@
-"""jupyter-server-proxy entry points: `desktop` (the page) and `desktop-vnc` (the raw VNC websocket).
+"""jupyter-server-proxy entry points: `desktop` (the page) and `desktop-vnc` (the VNC websocket).
 
 jupyter-server-proxy calls these factories inside the running Jupyter server
 while it loads. We use that moment to read `c.RemoteDesktop` from the server's
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from . import vnc
 from .config import HERE, RemoteDesktop
 from .launcher import SupervisorLauncher
 from .paths import RuntimePaths
@@ -34,11 +35,27 @@ def _server_config():
     return ServerApp.instance().config if ServerApp.initialized() else None
 
 
+def resolve_bridge(settings: RemoteDesktop) -> str:
+    """The bridge actually used: "raw" needs Xvnc on a unix socket, which TurboVNC < 3.1 lacks.
+
+    Only a TurboVNC install needs a look (`Xvnc -version`); TigerVNC always has unix sockets.
+    """
+    if settings.bridge == "raw" and settings.vnc_flavor != "tigervnc":
+        turbo = Path(settings.turbovnc_dir) / "bin" / "Xvnc"
+        if turbo.exists() or settings.vnc_flavor == "turbovnc":
+            server = vnc.detect(settings.vnc_flavor, Path(settings.turbovnc_dir))
+            if server is not None and not server.unix_socket:
+                log.info("%s %s has no unix socket: using the websockify bridge", server.flavor, server.version_str)
+                return "websockify"
+    return settings.bridge
+
+
 def _ensure_launched() -> SupervisorLauncher:
     """One runtime dir and one supervisor per server process, whichever factory runs first."""
     global _launcher
     if _launcher is None:
         settings = RemoteDesktop(config=_server_config())
+        settings.bridge = resolve_bridge(settings)
         paths = RuntimePaths.create(settings.runtime_base)
         _launcher = SupervisorLauncher(settings, paths)
         _launcher.start()
@@ -48,7 +65,7 @@ def _ensure_launched() -> SupervisorLauncher:
 
 
 def desktop_entry(paths: RuntimePaths, icon: Path = ICON) -> dict:
-    """The `desktop` server-proxy entry: the supervisor's page, API and bridge."""
+    """The `desktop` server-proxy entry: the supervisor's page and API."""
     return {
         "unix_socket": paths.web_socket,
         "launcher_entry": {"title": "Remote Desktop", "icon_path": str(icon), "path_info": "desktop/"},
@@ -58,8 +75,16 @@ def desktop_entry(paths: RuntimePaths, icon: Path = ICON) -> dict:
     }
 
 
-def vnc_entry(paths: RuntimePaths) -> dict:
-    """The `desktop-vnc` entry: websocket frames go straight into Xvnc's unix socket."""
+def vnc_entry(paths: RuntimePaths, bridge: str = "raw") -> dict:
+    """The `desktop-vnc` entry, where the page's noVNC connects. Either way the request passes
+    jupyter-server-proxy's authenticated websocket handler first (login, token, Origin).
+
+    * "raw": websocket frames go straight into Xvnc's unix socket (raw_socket_proxy);
+    * "websockify": the websocket is proxied on to the stock websockify on its unix socket,
+      which unwraps it into Xvnc's socket.
+    """
+    if bridge == "websockify":
+        return {"unix_socket": paths.ws_socket, "launcher_entry": {"enabled": False}}
     return {
         "unix_socket": paths.vnc_socket,
         "raw_socket_proxy": True,
@@ -73,5 +98,6 @@ def setup_desktop() -> dict:
 
 
 def setup_desktop_vnc() -> dict:
-    """Entry point `jupyter_serverproxy_servers: desktop-vnc` (used when the bridge is "raw")."""
-    return vnc_entry(_ensure_launched().paths)
+    """Entry point `jupyter_serverproxy_servers: desktop-vnc`."""
+    launcher = _ensure_launched()
+    return vnc_entry(launcher.paths, launcher.settings.bridge)

@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class DesktopManager:
         self.gl = gl.choose(self.env, settings.vglrun or None)
         self._xvnc: subprocess.Popen | None = None
         self._session: subprocess.Popen | None = None
+        self._websockify: subprocess.Popen | None = None
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Condition()
 
@@ -51,9 +53,7 @@ class DesktopManager:
 
     @property
     def bridge(self) -> str:
-        """The bridge the page must use: raw needs a unix socket (old TurboVNC has none)."""
-        if self.server is not None and not self.server.unix_socket:
-            return "supervisor"
+        """The bridge in use (resolved in the Jupyter server: see `desktop.resolve_bridge`)."""
         return self.settings.bridge
 
     def status(self) -> dict:
@@ -99,7 +99,7 @@ class DesktopManager:
             self._task.cancel()
         procs.kill_tree(grace=self.settings.stop_grace)
         self._remove_x_leftovers()
-        self._xvnc = self._session = None
+        self._xvnc = self._session = self._websockify = None
         self.display = None
         self.password = None
         if self.state != "failed":
@@ -115,6 +115,9 @@ class DesktopManager:
         elif self._session is not None and pid == self._session.pid:
             log.info("the desktop session ended (%s): closing the desktop", code)
             self.stop("the session ended (logged out)")
+        elif self._websockify is not None and pid == self._websockify.pid:
+            log.warning("websockify exited (%s): closing the desktop", code)
+            self.stop("the websocket bridge (websockify) exited")
 
     # ------------------------------------------------------------ internals
 
@@ -184,6 +187,8 @@ class DesktopManager:
             self._xvnc = self._spawn(vnc.xvnc_command(self.server, opts), "xvnc.log", pass_fds=[w], cwd=self.paths.root)
         finally:
             os.close(w)
+        # websockify (a Python start, ~0.1-0.3 s) comes up while Xvnc does, not after it
+        bridge_ready = self._start_websockify() if self.bridge == "websockify" else None
         try:
             self.display = await self._read_display(r, self._xvnc)
         finally:
@@ -192,6 +197,58 @@ class DesktopManager:
             raise StartError(f"Xvnc did not create {self.paths.vnc_socket}")
         self._session = self._spawn(gl.session_command(self.gl, list(self.settings.xstartup)), "session.log",
                                     env=self._session_env(), cwd=os.path.expanduser("~"))
+        if bridge_ready is not None:
+            await self._wait_websockify(bridge_ready)
+
+    def websockify_command(self) -> list[str]:
+        """The stock websockify, on a 0600 unix socket in the private dir, bridging to Xvnc's RFB socket."""
+        if self.server is not None and not self.server.unix_socket:
+            target = [f"127.0.0.1:{self.tcp_port}"]  # old TurboVNC: localhost TCP + one-time password
+        else:
+            target = ["--unix-target", self.paths.vnc_socket]
+        return [sys.executable, "-m", "websockify", "--unix-listen", self.paths.ws_socket,
+                "--unix-listen-mode", "600", *target]
+
+    def _start_websockify(self) -> asyncio.Future:
+        """Spawn websockify; the future resolves once it listens (it says so on stderr, which we log)."""
+        Path(self.paths.ws_socket).unlink(missing_ok=True)
+        r, w = os.pipe()
+        try:
+            self._websockify = subprocess.Popen(self.websockify_command(), stdin=subprocess.DEVNULL, stdout=w, stderr=w,
+                                                cwd=self.paths.root)
+        finally:
+            os.close(w)
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future = loop.create_future()
+        log_file = open(self.paths.log_dir / "websockify.log", "ab")  # noqa: SIM115 - closed at EOF below
+        seen = bytearray()
+
+        def readable() -> None:
+            # Drained for websockify's whole life (it logs every connection), so the pipe never fills.
+            chunk = os.read(r, 65536)
+            log_file.write(chunk)
+            log_file.flush()
+            if not ready.done():
+                seen.extend(chunk)
+                if b"proxying from" in seen:  # printed after its socket listens
+                    ready.set_result(True)
+            if not chunk:
+                loop.remove_reader(r)
+                os.close(r)
+                log_file.close()
+                if not ready.done():
+                    ready.set_result(False)
+
+        loop.add_reader(r, readable)
+        return ready
+
+    async def _wait_websockify(self, ready: asyncio.Future) -> None:
+        try:
+            ok = await asyncio.wait_for(asyncio.shield(ready), self.settings.start_timeout)
+        except TimeoutError:
+            raise StartError(f"websockify did not listen within {self.settings.start_timeout:.0f}s") from None
+        if not ok:
+            raise StartError(f"websockify exited before it was ready: {self._log_tail('websockify.log')}")
 
     def _spawn(self, cmd: list[str], log_name: str, **kw) -> subprocess.Popen:
         """Start a desktop process with its output appended to a log in the runtime dir."""
@@ -245,6 +302,8 @@ class DesktopManager:
 
     def _remove_x_leftovers(self) -> None:
         """An Xvnc killed with SIGKILL leaves its lock and socket; remove ours so the number is free again."""
+        Path(self.paths.vnc_socket).unlink(missing_ok=True)
+        Path(self.paths.ws_socket).unlink(missing_ok=True)  # websockify never unlinks its socket
         if self.display is None:
             return
         for path in (f"/tmp/.X{self.display}-lock", f"/tmp/.X11-unix/X{self.display}"):
@@ -253,7 +312,6 @@ class DesktopManager:
                     os.unlink(path)
             except OSError:
                 pass
-        Path(self.paths.vnc_socket).unlink(missing_ok=True)
 
 
 def _free_localhost_port() -> int:

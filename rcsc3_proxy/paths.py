@@ -23,13 +23,18 @@ class RuntimePaths:
 
     @property
     def web_socket(self) -> str:
-        """Where the supervisor serves the page, status API and bridge (proxied by jupyter-server-proxy)."""
+        """Where the supervisor serves the page and status API (proxied by jupyter-server-proxy)."""
         return str(self.root / "web.sock")
 
     @property
     def vnc_socket(self) -> str:
         """Xvnc's RFB unix socket."""
         return str(self.root / "vnc.sock")
+
+    @property
+    def ws_socket(self) -> str:
+        """Where websockify listens (bridge "websockify"; proxied by jupyter-server-proxy's `desktop-vnc` entry)."""
+        return str(self.root / "ws.sock")
 
     @property
     def xauthority(self) -> str:

@@ -8,14 +8,17 @@ One small process per Jupyter server. It
 * dies with the Jupyter server however that stops: the server holds the write end
   of a pipe whose read end is `--parent-fd`, so EOF means the server is gone
   (SIGTERM, /api/shutdown and SIGKILL alike); PR_SET_PDEATHSIG is the second line;
-* serves, on a unix socket in the private runtime dir, the noVNC page, a small
-  JSON API, and (bridge "supervisor") a websocket bridge to the VNC server.
+* serves, on a unix socket in the private runtime dir, the noVNC page and a small
+  JSON API. The VNC websocket does not pass through it: jupyter-server-proxy's
+  `desktop-vnc` entry goes straight to Xvnc's socket (bridge "raw") or to the
+  stock websockify the desktop runs (bridge "websockify").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +26,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tornado import httpserver, netutil, web, websocket
+from tornado import httpserver, netutil, web
 
 from . import procs
 from .config import HERE, RemoteDesktop
@@ -32,7 +35,7 @@ from .paths import RuntimePaths
 
 log = logging.getLogger("rcsc3.desktop")
 
-#: Longest a status long-poll or a bridged websocket waits for a starting desktop.
+#: Longest a status long-poll waits for a starting desktop.
 SETTLE_WAIT = 30.0
 
 
@@ -51,9 +54,10 @@ class PageHandler(_Base):
     def get(self) -> None:
         self.desktop.ensure_started()
         s = self.desktop.settings
-        cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status()}
+        cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status(),
+               "novnc": f"novnc/{self.settings['novnc_version']}/"}
         self.render("index.html", cfg_json=json.dumps(cfg).replace("</", "<\\/"), status=self.desktop.status(),
-                    preload=self.settings["novnc_modules"])
+                    preload=self.settings["novnc_modules"], novnc=cfg["novnc"])
 
 
 class StatusHandler(_Base):
@@ -85,59 +89,20 @@ class ActionHandler(_Base):
         self.write(self.desktop.status())
 
 
-class BridgeHandler(websocket.WebSocketHandler):
-    """Websocket <-> RFB bridge (what websockify does), used when the bridge setting is "supervisor"."""
-
-    def check_origin(self, origin: str) -> bool:
-        # Only jupyter-server-proxy reaches this socket (0700 dir); it has already
-        # checked the browser's Origin and the user's login.
-        return True
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        return "binary" if "binary" in subprotocols else None
-
-    async def open(self) -> None:
-        desktop: DesktopManager = self.settings["desktop"]
-        desktop.ensure_started()
-        if await desktop.wait_settled(SETTLE_WAIT) != "running":
-            self.close(1011, desktop.error or "desktop not running")
-            return
-        try:
-            if desktop.server is not None and desktop.server.unix_socket:
-                self.reader, self.writer = await asyncio.open_unix_connection(desktop.paths.vnc_socket)
-            else:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", desktop.tcp_port)
-        except OSError as e:
-            self.close(1011, f"cannot reach the VNC server: {e}")
-            return
-        self._pump = asyncio.ensure_future(self._from_vnc())
-
-    async def _from_vnc(self) -> None:
-        try:
-            while True:
-                data = await self.reader.read(262144)
-                if not data:
-                    break
-                await self.write_message(data, binary=True)
-        except (websocket.WebSocketClosedError, ConnectionError):
-            pass
-        finally:
-            self.close()
-
-    def on_message(self, message: str | bytes) -> None:
-        if hasattr(self, "writer"):
-            self.writer.write(message.encode() if isinstance(message, str) else message)
-
-    def on_close(self) -> None:
-        if hasattr(self, "writer"):
-            self.writer.close()
-
-
 class NoVNCHandler(web.StaticFileHandler):
-    """noVNC's modules: cacheable for a while (they change only when the novnc package does)."""
+    """noVNC's modules. Under novnc/<version>/ (what the page uses) they never change, so the browser
+    keeps them for a year and a repeat visit loads none of them; a novnc upgrade changes the version."""
+
+    def initialize(self, path: str, cache_time: int) -> None:
+        super().initialize(path)
+        self.cache_time = cache_time
 
     def get_cache_time(self, path: str, modified, mime_type: str) -> int:
-        return 3600
+        return self.cache_time
+
+    def set_extra_headers(self, path: str) -> None:
+        if self.cache_time > 3600:
+            self.set_header("Cache-Control", f"private, max-age={self.cache_time}, immutable")
 
 
 def novnc_modules(novnc: Path) -> list[str]:
@@ -146,25 +111,37 @@ def novnc_modules(novnc: Path) -> list[str]:
     return sorted(str(p.relative_to(novnc)) for sub in ("core", "vendor/pako") for p in (novnc / sub).rglob("*.js"))
 
 
+def novnc_version(novnc: Path, modules: list[str]) -> str:
+    """A short hash of the installed noVNC modules (names, sizes, mtimes): the cache key in their URLs."""
+    h = hashlib.sha1()
+    for m in modules:
+        st = (novnc / m).stat()
+        h.update(f"{m}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:12]
+
+
 def make_app(desktop: DesktopManager) -> web.Application:
     static = HERE / "static"
     novnc = Path(desktop.settings.novnc_path)
+    modules = novnc_modules(novnc) if novnc.is_dir() else []
+    version = novnc_version(novnc, modules)
     return web.Application(
         [
             (r"/", PageHandler),
             (r"/api/status", StatusHandler),
             (r"/api/(start|stop)", ActionHandler),
-            (r"/websockify", BridgeHandler),
             # static_url() makes relative "static/..." links (we live under a proxy prefix),
             # so the route is spelled out rather than derived from static_url_prefix.
             (r"/static/(.*)", web.StaticFileHandler, {"path": str(static)}),
-            (r"/novnc/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc)}),
+            (rf"/novnc/{version}/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc), "cache_time": 365 * 86400}),
+            (r"/novnc/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc), "cache_time": 3600}),
         ],
         template_path=str(static),
         static_path=str(static),
         static_url_prefix="static/",
         desktop=desktop,
-        novnc_modules=novnc_modules(novnc) if novnc.is_dir() else [],
+        novnc_modules=modules,
+        novnc_version=version,
     )
 
 

@@ -1,8 +1,8 @@
 // The Remote Desktop page: one noVNC viewer, resized to the browser window,
 // with clipboard, reconnect, quality/compression sliders and a status line.
-import RFB from '../novnc/core/rfb.js';
-
 const cfg = JSON.parse(document.getElementById('rcsc3-config').textContent);
+// noVNC lives under a versioned path (cached for good by the browser): the same URLs the page preloads.
+const { default: RFB } = await import(new URL(`${cfg.novnc}core/rfb.js`, document.baseURI).href);
 const $ = (id) => document.getElementById(id);
 const HEADERS = { 'X-Rcsc3-Desktop': '1' };  // the API refuses POSTs without it (no cross-site forms)
 const params = new URLSearchParams(location.search);
@@ -40,9 +40,9 @@ async function api(path, method = 'GET') {
   return r.json();
 }
 
-function wsUrl(st) {
-  // raw: jupyter-server-proxy's desktop-vnc entry pipes frames straight into Xvnc's socket.
-  const u = new URL(st.bridge === 'raw' ? '../desktop-vnc/' : 'websockify', location.href);
+function wsUrl() {
+  // jupyter-server-proxy's desktop-vnc entry: raw into Xvnc's socket, or on to websockify (setting "bridge").
+  const u = new URL('../desktop-vnc/', location.href);
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
   u.search = '';
   if (params.get('token')) u.searchParams.set('token', params.get('token'));  // plain jupyter server auth
@@ -69,7 +69,7 @@ async function connect() {
   setStatus(`Connecting · ${describe(st)}`);
   state.phase = 'connecting';
   const options = st.password ? { credentials: { password: st.password } } : {};
-  rfb = new RFB($('screen'), wsUrl(st), options);
+  rfb = new RFB($('screen'), wsUrl(), options);
   state.rfb = rfb;
   rfb.resizeSession = true;     // the X screen follows the browser window
   rfb.scaleViewport = false;

@@ -31,8 +31,9 @@ sys.path.insert(0, str(HERE))  # cdp.py, rfb.py
 
 VENV_BIN = Path(sys.executable).parent
 CI = bool(os.environ.get("CI"))
-#: rdtest1 runs the shared desktop, rdtest2 plays the other student, rdtest3 runs the per-test servers.
-TEST_USERS = ("rdtest1", "rdtest2", "rdtest3")
+#: rdtest1 runs the shared desktop, rdtest2 plays the other student, rdtest3 runs the per-test servers,
+#: rdtest4 runs the shared desktop with the websockify bridge.
+TEST_USERS = ("rdtest1", "rdtest2", "rdtest3", "rdtest4")
 TOKEN = "rcsc3-desktop-test-token"
 ARTIFACTS = Path(os.environ.get("RCSC3_ARTIFACTS", Path.cwd() / "artifacts"))
 
@@ -250,6 +251,20 @@ def desktop_server(test_users):
     """One server as rdtest1 with a running desktop, shared by the tests that leave it running."""
     need("Xvnc", "xfce4-session")
     s = start_server("rdtest1")
+    try:
+        s.wait_running()
+        yield s
+    finally:
+        s.stop()
+        kill_user_processes(s.user)
+        shutil.rmtree(s.config.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def websockify_server(test_users):
+    """One server as rdtest4 with a running desktop bridged by the stock websockify."""
+    need("Xvnc", "xfce4-session")
+    s = start_server("rdtest4", config={"bridge": "websockify"})
     try:
         s.wait_running()
         yield s

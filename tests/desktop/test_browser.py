@@ -15,7 +15,7 @@ from conftest import ARTIFACTS, need
 PHASE = "window.rcsc3Desktop && window.rcsc3Desktop.phase"
 
 
-@pytest.mark.parametrize("bridge", ["raw", "supervisor"])
+@pytest.mark.parametrize("bridge", ["raw", "websockify"])
 async def test_the_page_shows_the_desktop(server_factory, bridge):
     need("/usr/bin/chromium")
     server = server_factory("rdtest3", config={"bridge": bridge})

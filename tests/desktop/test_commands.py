@@ -16,7 +16,8 @@ from conftest import need
 
 from rcsc3_proxy import gl, vnc
 from rcsc3_proxy.config import RemoteDesktop
-from rcsc3_proxy.desktop import desktop_entry, vnc_entry
+from rcsc3_proxy.desktop import desktop_entry, resolve_bridge, vnc_entry
+from rcsc3_proxy.manager import DesktopManager
 from rcsc3_proxy.paths import RuntimePaths
 
 TIGER = vnc.VncServer("tigervnc", "/usr/bin/Xvnc", (1, 12, 0), "/usr/bin/vncpasswd")
@@ -163,7 +164,8 @@ def test_settings_round_trip_to_the_supervisor(monkeypatch):
     s = RemoteDesktop(geometry="1280x800", bridge="supervisor", extra_xvnc_args=["-FrameRate=30"])
     assert s.prestart is True
     back = RemoteDesktop.from_json(s.to_json())
-    assert (back.geometry, back.bridge, back.extra_xvnc_args, back.prestart) == ("1280x800", "supervisor",
+    # "supervisor" is the old name of the websockify bridge
+    assert (back.geometry, back.bridge, back.extra_xvnc_args, back.prestart) == ("1280x800", "websockify",
                                                                                   ["-FrameRate=30"], True)
     monkeypatch.delenv("RCSC3_DESKTOP_PRESTART")
     assert RemoteDesktop().prestart is False
@@ -180,3 +182,27 @@ def test_server_proxy_entries(tmp_path):
     raw = vnc_entry(paths)
     assert raw == {"unix_socket": str(tmp_path / "vnc.sock"), "raw_socket_proxy": True,
                    "launcher_entry": {"enabled": False}}
+    ws = vnc_entry(paths, "websockify")
+    # not raw: jupyter-server-proxy speaks websocket to websockify (after its own login/Origin checks)
+    assert ws == {"unix_socket": str(tmp_path / "ws.sock"), "launcher_entry": {"enabled": False}}
+
+
+@pytest.mark.parametrize(("banner", "bridge"), [
+    ("TurboVNC Server (Xvnc) 64-bit v3.1.2 (build 20240808)", "raw"),
+    ("TurboVNC Server (Xvnc) 64-bit v3.0.3 (build 20230218)", "websockify"),
+])
+def test_turbovnc_without_unix_sockets_gets_the_websockify_bridge(tmp_path, banner, bridge):
+    turbo = _fake_xvnc(tmp_path, banner)
+    assert resolve_bridge(RemoteDesktop(turbovnc_dir=str(turbo), bridge="raw")) == bridge
+    assert resolve_bridge(RemoteDesktop(turbovnc_dir=str(turbo), bridge="websockify")) == "websockify"
+
+
+def test_websockify_command_uses_options_this_websockify_has(tmp_path):
+    paths = RuntimePaths(tmp_path)
+    desktop = DesktopManager(RemoteDesktop(bridge="websockify", vnc_flavor="tigervnc"), paths, env={})
+    cmd = desktop.websockify_command()
+    assert cmd[1:3] == ["-m", "websockify"]
+    assert cmd[3:] == ["--unix-listen", paths.ws_socket, "--unix-listen-mode", "600", "--unix-target", paths.vnc_socket]
+    helptext = subprocess.run([*cmd[:3], "--help"], capture_output=True, text=True, check=False).stdout
+    for flag in ("--unix-listen=", "--unix-listen-mode=", "--unix-target="):
+        assert flag in helptext, flag

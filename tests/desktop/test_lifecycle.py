@@ -6,12 +6,14 @@ checked as "no process of rdtest3 is left" (plus no X lock/socket, no runtime di
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
 import pytest
 import requests
 from conftest import TOKEN, poll, runtime_dirs, user_pids, user_processes, x_leftovers
+from rfb import RFBClient
 
 SESSION = ("Xvnc", "xfce4-session", "dbus-daemon", "xfwm4")
 
@@ -26,10 +28,17 @@ def wait_session_up(server) -> None:
     poll(lambda: all(name in session_commands(server.user) for name in SESSION), 60, "the xfce session")
 
 
+@pytest.mark.parametrize("bridge", ["raw", "websockify"])
 @pytest.mark.parametrize("how", ["SIGTERM", "api_shutdown", "SIGKILL"])
-def test_no_process_lock_or_socket_is_left_after_the_server_stops(server_factory, how):
-    server = server_factory("rdtest3", env={"RCSC3_DESKTOP_PRESTART": "1"})
-    wait_session_up(server)
+async def test_no_process_lock_or_socket_is_left_after_the_server_stops(server_factory, how, bridge):
+    server = server_factory("rdtest3", config={"bridge": bridge}, env={"RCSC3_DESKTOP_PRESTART": "1"})
+    await asyncio.to_thread(wait_session_up, server)
+    # a viewer is connected while the server stops (websockify forks a handler process for it)
+    viewer = await RFBClient.over_websocket(server.ws_url("desktop-vnc/"), headers={"Origin": server.base})
+    await viewer.handshake()
+    if bridge == "websockify":  # the stock websockify runs (as part of the desktop) and listens
+        assert "-m websockify --unix-listen" in session_commands("rdtest3")
+        assert (server.runtime_dir() / "ws.sock").exists()
     display = server.status()["display"]
     # (with -displayfd the X server takes its number by binding the socket; it writes no lock file)
     assert f"/tmp/.X11-unix/X{display}" in x_leftovers("rdtest3")
@@ -40,8 +49,10 @@ def test_no_process_lock_or_socket_is_left_after_the_server_stops(server_factory
     else:
         r = requests.post(server.url("api/shutdown"), headers={"Authorization": f"token {TOKEN}"}, timeout=20)
         assert r.status_code in (200, 204)
-    server.proc.wait(30)
-    poll(lambda: not user_pids("rdtest3"), 20, f"every process of rdtest3 to exit:\n{user_processes('rdtest3')}")
+    await asyncio.to_thread(server.proc.wait, 30)
+    viewer.close()
+    await asyncio.to_thread(poll, lambda: not user_pids("rdtest3"), 20,
+                            f"every process of rdtest3 to exit:\n{user_processes('rdtest3')}")
     assert x_leftovers("rdtest3") == []
     assert runtime_dirs("rdtest3") == []
 

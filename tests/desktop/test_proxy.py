@@ -1,12 +1,16 @@
 """The proxied path, end to end: browser-side websocket -> jupyter-server-proxy -> Xvnc's unix socket.
 
-Real jupyter server (as test user rdtest1), real jupyter-server-proxy, real Xvnc
-and xfce session; the RFB client is ours (tests/desktop/rfb.py).
+Both bridges: "raw" (jupyter-server-proxy's raw_socket_proxy into Xvnc's socket;
+server as test user rdtest1) and "websockify" (jupyter-server-proxy -> the stock
+websockify on a unix socket -> Xvnc; server as rdtest4). Real jupyter server,
+real jupyter-server-proxy, real Xvnc and xfce session; the RFB client is ours
+(tests/desktop/rfb.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -14,14 +18,22 @@ from rfb import RFBClient
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClosedError
 
-BRIDGES = {"raw": "desktop-vnc/", "supervisor": "desktop/websockify"}
+#: the page's websocket path is the same for both bridges; the fixture decides which one serves it
+WS_PATH = "desktop-vnc/"
+BRIDGES = {"raw": "desktop_server", "websockify": "websockify_server"}
 
 
-@pytest.mark.parametrize("bridge", sorted(BRIDGES))
-async def test_rfb_handshake_and_first_framebuffer_update(desktop_server, bridge):
+@pytest.fixture(params=sorted(BRIDGES))
+def bridged(request):
+    """(bridge name, server whose desktop runs with that bridge)."""
+    return request.param, request.getfixturevalue(BRIDGES[request.param])
+
+
+async def test_rfb_handshake_and_first_framebuffer_update(bridged):
+    bridge, desktop_server = bridged
     st = desktop_server.status()
-    assert st["state"] == "running" and st["flavor"] == "tigervnc"
-    client = await RFBClient.over_websocket(desktop_server.ws_url(BRIDGES[bridge]),
+    assert st["state"] == "running" and st["flavor"] == "tigervnc" and st["bridge"] == bridge
+    client = await RFBClient.over_websocket(desktop_server.ws_url(WS_PATH),
                                             headers={"Origin": desktop_server.base})
     try:
         init = await client.handshake()
@@ -34,10 +46,10 @@ async def test_rfb_handshake_and_first_framebuffer_update(desktop_server, bridge
         client.close()
 
 
-@pytest.mark.parametrize("bridge", sorted(BRIDGES))
 @pytest.mark.parametrize("why", ["no token", "foreign origin"])
-async def test_websocket_refuses_without_login_or_from_foreign_origin(desktop_server, bridge, why):
-    url = desktop_server.ws_url(BRIDGES[bridge], token=False)
+async def test_websocket_refuses_without_login_or_from_foreign_origin(bridged, why):
+    _, desktop_server = bridged
+    url = desktop_server.ws_url(WS_PATH, token=False)
     if why == "no token":
         headers = {"Origin": desktop_server.base}
     else:
@@ -53,11 +65,11 @@ async def test_websocket_refuses_without_login_or_from_foreign_origin(desktop_se
         assert err.value.code in (302, 401, 403)
 
 
-@pytest.mark.parametrize("bridge", sorted(BRIDGES))
-async def test_same_origin_cookie_login_is_enough(desktop_server, bridge):
+async def test_same_origin_cookie_login_is_enough(bridged):
     """The control for the refusals above: same cookie, our own Origin, no token -> connects."""
+    _, desktop_server = bridged
     headers = {"Origin": desktop_server.base, "Cookie": desktop_server.login_cookie()}
-    client = await RFBClient.over_websocket(desktop_server.ws_url(BRIDGES[bridge], token=False), headers=headers)
+    client = await RFBClient.over_websocket(desktop_server.ws_url(WS_PATH, token=False), headers=headers)
     try:
         assert (await asyncio.wait_for(client.handshake(), 10)).width > 0
     finally:
@@ -66,7 +78,7 @@ async def test_same_origin_cookie_login_is_enough(desktop_server, bridge):
 
 async def test_ten_connect_then_close_probes_do_not_lock_the_next_viewer_out(desktop_server):
     """TigerVNC blacklists a peer after ~5 unauthenticated connections; every proxied viewer is one peer."""
-    url = desktop_server.ws_url(BRIDGES["raw"])
+    url = desktop_server.ws_url(WS_PATH)
     for _ in range(10):
         probe = await RFBClient.over_websocket(url, headers={"Origin": desktop_server.base})
         await probe.s.read(12)  # the server greeted us; hang up before authenticating
@@ -91,6 +103,12 @@ def test_page_and_status(desktop_server):
     assert st["gl"] == "software" and "software GL" in st["gl_description"]
     # noVNC comes from Debian's package, through the same proxy
     assert requests.get(desktop_server.url("desktop/novnc/core/rfb.js"), timeout=20).status_code == 200
+    # the page uses a versioned path the browser may keep for good (a repeat visit fetches no module)
+    versioned = re.search(r'href="(novnc/[0-9a-f]{12}/core/rfb\.js)"', page.text)
+    assert versioned, page.text[:2000]
+    r = requests.get(desktop_server.url(f"desktop/{versioned.group(1)}"), timeout=20)
+    assert r.status_code == 200 and "immutable" in r.headers["Cache-Control"]
+    assert r.text == requests.get(desktop_server.url("desktop/novnc/core/rfb.js"), timeout=20).text
     # the control API refuses requests a foreign page could forge
     assert requests.post(desktop_server.url("desktop/api/stop"), timeout=20).status_code == 403
     assert desktop_server.status()["state"] == "running"

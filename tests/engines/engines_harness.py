@@ -138,7 +138,8 @@ def submit_job(user: str, workdir: Path, script: str, ntasks: int, engines: int 
     argv = [
         "sudo", "-u", user, "env", "-i", *env,
         "sbatch", "--parsable", "--job-name=rcsc3-engines-test",
-        f"--ntasks={ntasks}", "--cpus-per-task=1", "--nodes=1", "--time=15",
+        # --mem: without it the job takes the whole node's memory in the lab and blocks every other job
+        f"--ntasks={ntasks}", "--cpus-per-task=1", "--nodes=1", "--time=15", "--mem=2G",
         f"--chdir={READ_ONLY_CWD}", f"--output={workdir}/job.log",
         f"--export={','.join(exports)}",
     ]  # fmt: skip

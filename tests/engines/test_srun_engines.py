@@ -6,6 +6,7 @@ ipyparallel engines as a real `srun` step, and checks Slurm's and the kernel's v
 
 from __future__ import annotations
 
+import glob
 import os
 import pwd
 import signal
@@ -84,13 +85,25 @@ def test_engines_are_a_step_of_the_students_job_and_stop_removes_everything(job_
         st = os.stat(path)
         assert st.st_uid == uid and stat.S_IMODE(st.st_mode) == 0o600, path
 
+    # engines booted alongside the controller read a private connection file of their own
+    [early] = glob.glob(os.path.join(security, f"ipcontroller-{info['cluster_id']}-*-srun-engine.json"))
+    assert stat.S_IMODE(os.stat(early).st_mode) == 0o600
+
     before = processes_with_env("IPP_CLUSTER_ID", info["cluster_id"])
     assert len(before) >= 3  # controller, 2 engines (+ nannies, srun, guard)
+    k.run("saved = cluster.engine_set.to_dict()")  # what a cluster file keeps, e.g. for JupyterLab's panel
     k.run("cluster.stop_cluster_sync()")
     # stop() returns once Slurm has removed the step
     assert info["step"] not in job_steps(k.job)
     wait_until(lambda: _gone(before), 15, "every engine/controller process to exit")
     assert processes_with_env("IPP_CLUSTER_ID", info["cluster_id"]) == []
+    assert not os.path.exists(early)
+    # reattaching to the stopped step reports that it is gone
+    restored = k.run(
+        "from rcsc3_proxy.engines import SrunEngineSetLauncher, NotRunning\n"
+        "try:\n    SrunEngineSetLauncher.from_dict(saved)\nexcept NotRunning as e:\n    print('NotRunning', e)"
+    )
+    assert restored.startswith("NotRunning"), restored
     assert k.value("records") and not any("Engine step" in r and "ended" in r for r in k.value("records"))
 
 
@@ -109,10 +122,43 @@ def test_kernel_killed_takes_the_step_and_the_controller_with_it(job_kernel):
     assert f"{k.job}.batch" in job_steps(k.job)
 
 
+def test_job_end_leaves_no_controller_or_engine_behind(job_kernel):
+    k = job_kernel(ntasks=2, engines=1)
+    k.run(START.format(args='engines="srun"'))
+    cluster_id = k.value("cluster.cluster_id")
+    procs = processes_with_env("IPP_CLUSTER_ID", cluster_id)
+    assert len(procs) >= 3
+    subprocess.run(["scancel", k.job], check=True, timeout=30)  # walltime, `scancel`, the hub stopping the server
+    wait_until(lambda: not job_steps(k.job), 60, f"job {k.job} to end")
+    wait_until(lambda: _gone(procs), 30, "every process of the cluster to exit with the job")
+
+
 def test_a_killed_engine_is_reported_with_its_id_and_the_others_keep_working(job_kernel):
     k = job_kernel(ntasks=3, engines=2)
     k.run(START.format(args='engines="srun"'))
     facts = k.value(f"dict(zip(map(str, rc.ids), {ENGINE_FACTS}))")
+    # Cluster.signal_engines reaches the engines through Slurm: SIGINT interrupts running tasks
+    interrupted = k.run(
+        textwrap.dedent(
+            """
+            import signal, time
+            def nap():
+                print("napping", flush=True)  # reaches ar.stdout while the task runs
+                __import__("time").sleep(120)
+            ar = rc[:].apply_async(nap)
+            deadline = time.monotonic() + 30
+            while not all("napping" in out for out in ar.stdout) and time.monotonic() < deadline:
+                ar.wait(0.05)
+            cluster.signal_engines_sync(signal.SIGINT)
+            try:
+                ar.get(timeout=30)
+            except Exception as e:
+                print(type(e).__name__, e)
+            """
+        )
+    )
+    assert "KeyboardInterrupt" in interrupted, interrupted
+
     victim_id, victim = next((int(i), f) for i, f in facts.items() if f["SLURM_PROCID"] == "1")
     survivor_id = next(int(i) for i in facts if int(i) != victim_id)
 
@@ -174,16 +220,22 @@ def test_too_many_engines_says_how_many_fit_and_overcommit_works_when_asked(job_
 def test_rcsc3_session_defaults_srun_for_cluster_and_lab_panel_and_overcommits(job_kernel):
     # the spawn form with 2 CPUs: 1 engine reserved, the server keeps a CPU
     k = job_kernel(ntasks=2, engines=1)
-    defaults = k.value(
+    k.run(
         textwrap.dedent(
-            """(lambda ipp, cm: {
+            """
+            import ipyparallel as ipp
+            from ipyparallel.cluster import ClusterManager
+            panel = ClusterManager().load_clusters(init_default_clusters=True)  # what JupyterLab's panel lists
+            defaults = {
                 'launcher': ipp.Cluster().engine_launcher_class.__name__,
-                'panel': sorted({c.engine_launcher_class.__name__ for c in cm.load_clusters(init_default_clusters=True).values()}),
+                'panel': sorted({c.engine_launcher_class.__name__ for c in panel.values()}),
                 'delay': ipp.Cluster().delay,
                 'controller_args': ipp.Cluster().controller_args,
-            })(__import__('ipyparallel'), __import__('ipyparallel').cluster.ClusterManager())"""
+            }
+            """
         )
     )
+    defaults = k.value("defaults")
     assert defaults["launcher"] == "SrunEngineSetLauncher", defaults
     assert defaults["panel"] == ["SrunEngineSetLauncher"], defaults
     assert defaults["delay"] == 0 and "--HeartMonitor.period=500" in defaults["controller_args"], defaults

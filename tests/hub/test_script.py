@@ -45,7 +45,8 @@ def test_script_requests_what_the_form_chose():
 
 def test_example_notebooks_are_copied_once():
     req = parse_spawn_options({}, PROFILES, None)
-    script = render_batch_script(req, spec(examples_source="/opt/rcsc3/venv/share/rcsc3/notebooks", examples_target="rcsc3-notebooks"))
+    source = "/opt/rcsc3/venv/share/rcsc3/notebooks"
+    script = render_batch_script(req, spec(examples_source=source, examples_target="rcsc3-notebooks"))
     assert ('if [ -d /opt/rcsc3/venv/share/rcsc3/notebooks ] && [ ! -e "$HOME"/rcsc3-notebooks ]; '
             'then cp -r /opt/rcsc3/venv/share/rcsc3/notebooks "$HOME"/rcsc3-notebooks || true; fi') in script
     for bad in ("../etc", "/etc", "a b", "x;id"):
