@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import pwd
 import shutil
@@ -221,19 +222,24 @@ async def main() -> int:
     for s in (stock, raw, wsk):
         results[s.name].update(await warm_and_stream(s, args.runs, args.seconds))
 
+    print(json.dumps(results))  # the raw samples, whatever the table below makes of them
     base = results[stock.name]
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else float("nan")
+
     print(f"\nRemote Desktop benchmark (min/median/max of {args.runs}; stream {args.seconds:.0f} s per sample "
           "under glxgears, Raw encoding)")
     print(f"{'':28} {'click s':>16} {'x stock':>7} {'warm s':>16} {'proxied MB/s':>16} {'raw MB/s':>16} "
           f"{'path/raw':>8} {'CPU ms/MB':>16} {'x stock':>7}")
     for name, r in results.items():
-        row = f"{name:28} {spread(r['cold']):>16} {med(r['cold']) / med(base['cold']):7.2f} {spread(r.get('warm', [])):>16}"
+        row = f"{name:28} {spread(r['cold']):>16} {ratio(med(r['cold']), med(base['cold'])):7.2f} {spread(r.get('warm', [])):>16}"
         if r.get("proxy"):
             ratios = [p / q for (p, _), (q, _) in zip(r["proxy"], r["raw"], strict=True)]
             cpm = med(r["cpu_per_mb"])
             row += (f" {spread([b for b, _ in r['proxy']], 1e-6, '{:.0f}'):>16}"
                     f" {spread([b for b, _ in r['raw']], 1e-6, '{:.0f}'):>16} {med(ratios):8.2f}"
-                    f" {spread(r['cpu_per_mb'], 1e3, '{:.1f}'):>16} {cpm / med(base['cpu_per_mb']):7.2f}")
+                    f" {spread(r['cpu_per_mb'], 1e3, '{:.1f}'):>16} {ratio(cpm, med(base['cpu_per_mb'])):7.2f}")
         print(row)
     print("click: navigation start -> desktop pixels, first visit (cold: desktop not running; prestart: running);"
           " warm: repeat visit, desktop running; path/raw: median of proxied/raw MB/s of back-to-back samples;"

