@@ -110,7 +110,11 @@ def test_engines_are_a_step_of_the_students_job_and_stop_removes_everything(job_
 def test_kernel_killed_takes_the_step_and_the_controller_with_it(job_kernel):
     k = job_kernel(ntasks=2, engines=1)
     k.run(START.format(args='engines="srun", n=2'))
-    info = k.value("{'pid': os.getpid(), 'step': cluster.engine_set.step_id, 'cluster_id': cluster.cluster_id}")
+    info = k.value(
+        "{'pid': os.getpid(), 'step': cluster.engine_set.step_id, 'cluster_id': cluster.cluster_id,"
+        " 'security': os.path.join(cluster.profile_dir, 'security')}"
+    )
+    [connection_file] = glob.glob(os.path.join(info["security"], f"ipcontroller-{info['cluster_id']}-*-srun-engine.json"))
     assert info["step"] in job_steps(k.job)
     procs = processes_with_env("IPP_CLUSTER_ID", info["cluster_id"])
     assert len(procs) >= 3
@@ -118,6 +122,7 @@ def test_kernel_killed_takes_the_step_and_the_controller_with_it(job_kernel):
     os.kill(info["pid"], signal.SIGKILL)  # OOM killer / `kill -9` of the notebook kernel
     wait_until(lambda: info["step"] not in job_steps(k.job), 30, f"step {info['step']} to end after the kernel died")
     wait_until(lambda: _gone(procs), 30, "the controller and engines to exit after the kernel died")
+    assert not os.path.exists(connection_file)  # the guard removed the engines' key file too
     # and the job itself (the Jupyter server's) is untouched
     assert f"{k.job}.batch" in job_steps(k.job)
 
