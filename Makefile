@@ -36,6 +36,7 @@ install: venv
 	install -d -m 755 $(VENV)/share/rcsc3/notebooks $(VENV)/etc/ipython
 	install -m 644 notebooks/*.ipynb $(VENV)/share/rcsc3/notebooks/
 	install -m 644 rcsc3_proxy/ipp/ipcluster_config.py $(VENV)/etc/ipython/
+	install -D -m 644 rcsc3_proxy/share/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	chmod -R a+rX $(VENV)
 
 proxy: | system-deps

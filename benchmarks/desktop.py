@@ -200,6 +200,14 @@ def spread(xs: list[float], scale: float = 1.0, fmt: str = "{:.2f}") -> str:
 
 
 async def main() -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("jupyter_remote_desktop_proxy") is None:
+        # The baseline is not a dependency: it adds its own "Desktop" tile and /desktop/ page,
+        # so it must not stay in a venv students use.
+        print("install the baseline first: pip install jupyter-remote-desktop-proxy==3.0.1 "
+              "(and uninstall it afterwards)", file=sys.stderr)
+        return 2
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)

@@ -24,6 +24,17 @@ c.JupyterHub.authenticator_class = "pam"
 c.Authenticator.allowed_users = {f"student{i}" for i in range(1, 4)} | {"teacher"}
 c.Authenticator.admin_users = {"teacher"}
 c.JupyterHub.allow_named_servers = True
+
+
+def landing_page(handler):
+    """Admins (the teacher) land on the admin page; students on their server."""
+    user = handler.current_user
+    if user is not None and user.admin:
+        return handler.hub.base_url + "admin"
+    return None  # JupyterHub's default: the student's own server
+
+
+c.JupyterHub.default_url = landing_page
 c.JupyterHub.named_server_limit_per_user = 2
 
 c.JupyterHub.spawner_class = "rcsc3"

@@ -181,7 +181,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
 # Students wait for a free GPU: look at pending jobs every few seconds, not every minute.
-SchedulerParameters=sched_interval=3,bf_interval=5
+SchedulerParameters=sched_interval=3,bf_interval=5,batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu

@@ -27,6 +27,7 @@ def test_rendered_config_has_the_gpu_partition():
     assert "ProctrackType=proctrack/linuxproc" in conf and "TaskPlugin=task/none" in conf
     assert "SlurmdParameters=config_overrides" in conf  # 4 advertised CPUs on a 2-core machine
     assert "Epilog=/etc/slurm/rcsc3-epilog.sh" in conf
+    assert "batch_sched_delay=0" in conf  # students wait for a GPU, not for the scheduler
     assert "File=/dev/nvidia[0-1]" in render_gres_conf(shape)
 
 

@@ -1,0 +1,106 @@
+"""The student's journey, timed: login -> desktop visible, and login -> first `map_sync` result.
+
+Real JupyterHub + configurable-http-proxy (the demo config, on free ports), real
+Slurm jobs, real Xvnc + xfce, real headless Chromium driven like a person
+(tests/e2e/e2e_journey.py: the same steps as the e2e test). Each run: a fresh
+browser; type name and password, pick the GPU profile and press Start, wait for
+JupyterLab's launcher, click "Remote Desktop" and wait for the xfce desktop's
+pixels on the noVNC canvas, then type the ipyparallel cell into a new notebook and
+wait for its output. Between runs the server is stopped and the bench waits
+(bounded) until no job and no desktop process of the student is left.
+
+Usage: python benchmarks/journey.py [--runs 5] [--user student1]
+Prints per-step median/min/max and the two totals; target login -> desktop <= 8 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
+from e2e_browser import UserBrowser  # noqa: E402
+from e2e_journey import RESULT, Steps, cleaned_up, leftovers, remove_notebook  # noqa: E402
+from hubproc import Hub, wait_until  # noqa: E402
+
+STEPS = [
+    ("login", "login (type, Sign in -> spawn form)"),
+    ("form_to_spawn_page", "form submit -> spawn page"),
+    ("spawn_to_lab", "spawn page -> JupyterLab launcher"),
+    ("click_to_desktop", "click Remote Desktop -> desktop pixels"),
+    ("cell_to_output", "notebook cell -> map_sync output"),
+]
+TO_DESKTOP = ("login", "form_to_spawn_page", "spawn_to_lab", "click_to_desktop")
+TARGET_DESKTOP = 8.0
+
+
+async def one_run(hub: Hub, user: str) -> dict[str, float]:
+    steps = Steps(hub.url, user)
+    try:
+        async with UserBrowser() as browser:
+            page = await browser.new_page()
+            await page.viewport()
+            await steps.login(page)
+            await steps.spawn(page)
+            desktop, _ = await steps.open_desktop(browser, page)
+            _, output = await steps.run_cell(page)
+            assert RESULT in output, output
+    finally:
+        remove_notebook(user, str(steps.seen.get("notebook", "")))
+        client = hub.login(user)
+        if client.server_model() is not None:
+            client.stop()
+            client.wait_stopped(timeout=90)
+        wait_until(lambda: cleaned_up(user), 60, f"{user}'s job and desktop to be gone: {leftovers(user)}")
+    t = dict(steps.timings)
+    t["login_to_desktop"] = sum(t[k] for k in TO_DESKTOP)
+    t["login_to_map_sync"] = t["login_to_desktop"] + t["cell_to_output"]
+    return t
+
+
+def report(runs: list[dict[str, float]]) -> str:
+    lines = [f"{'step':42s} {'median':>7s} {'min':>7s} {'max':>7s}   (s, {len(runs)} runs)"]
+    rows = STEPS + [("login_to_desktop", "TOTAL login -> desktop visible"),
+                    ("login_to_map_sync", "TOTAL login -> first map_sync result")]
+    for key, label in rows:
+        values = [r[key] for r in runs]
+        lines.append(f"{label:42s} {statistics.median(values):7.2f} {min(values):7.2f} {max(values):7.2f}")
+    median = statistics.median(r["login_to_desktop"] for r in runs)
+    verdict = "meets" if median <= TARGET_DESKTOP else "MISSES"
+    lines.append(f"login -> desktop median {median:.2f} s {verdict} the {TARGET_DESKTOP:.0f} s target")
+    return "\n".join(lines)
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--user", default="student1")
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="rcsc3-bench-journey-"))
+    workdir.chmod(0o755)
+    hub = Hub(workdir)
+    hub.start()
+    runs = []
+    try:
+        client = hub.login(args.user)
+        if client.server_model() is not None:  # start from a stopped server, like a student arriving
+            client.stop()
+            client.wait_stopped(timeout=90)
+        for i in range(args.runs):
+            t = await one_run(hub, args.user)
+            runs.append(t)
+            print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()), flush=True)
+    finally:
+        hub.stop()
+    print(report(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
