@@ -97,8 +97,12 @@ class SlurmJobPoller:
 
     # -------------------------------------------------------------- watching
     def watch(self, job_id: str, on_gone: Callable[[JobInfo | None], None] | None = None) -> None:
-        """Track job_id; call on_gone(last_info) once when Slurm says it is finished or unknown to it."""
+        """Track job_id; call on_gone(last_info) once when Slurm says it is finished or unknown to it.
+
+        A job found gone stops being tracked (and stays GONE for get()); watching it again asks anew.
+        """
         self._watched[job_id] = on_gone
+        self._polled.discard(job_id)
         self._ensure_running()
 
     def unwatch(self, job_id: str) -> None:
@@ -197,9 +201,10 @@ class SlurmJobPoller:
                 gone.append((job_id, info or previous))
             self._polled.add(job_id)
         for job_id, last in gone:
-            callback = self._watched.get(job_id)
+            # A finished job is asked about no more (get() still answers GONE for it);
+            # otherwise every job a hub ever ran would end up in each squeue.
+            callback = self._watched.pop(job_id, None)
             if callback is not None:
-                self._watched[job_id] = None  # notify once
                 try:
                     callback(last)
                 except Exception:

@@ -470,10 +470,11 @@ class RcSC3Spawner(SlurmSpawner):
     async def poll(self) -> int | None:
         if not self.job_id:
             return 0
-        self.poller.watch(self.job_id, None if self._spawn_pending else self._on_job_gone)
         info = self.poller.get(self.job_id)
         if info is None:
-            await self.poller.refresh()  # first look after a hub restart
+            # first look after a hub restart, or Slurm was unreachable: ask now
+            self.poller.watch(self.job_id, self._on_job_gone)
+            await self.poller.refresh()
             info = self.poller.get(self.job_id)
         if info is None or (isinstance(info, JobInfo) and info.active):
             return None  # running, pending, or Slurm unknown: keep the server

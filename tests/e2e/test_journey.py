@@ -150,8 +150,8 @@ async def test_two_students_and_the_admin_page(idle, shots):
             admin = await admin_browser.new_page()
             await admin.viewport()
             try:
-                await Steps(hub.url, "teacher").login(admin)  # the hub then shows the teacher the spawn form
-                await admin.goto(f"{hub.url}/hub/admin")
+                # the demo config sends admins straight to the admin page after login
+                await Steps(hub.url, "teacher").login(admin, next_path="/hub/admin")
                 for user in ("student1", "student2"):
                     await admin.wait_for(f"!!document.querySelector('tr[data-testid=user-row-{user}] .stop-button')", 30)
                 await admin.screenshot(shots / "08-admin.png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -33,8 +34,15 @@ def server_pid(job: str) -> int:
     raise AssertionError(f"no server process in job {job}: {pids}")
 
 
-def test_form_renders_gpu_profile_and_live_limits(stopped):
-    c = stopped["student1"]
+def form_defaults(page: str, profile: str) -> dict:
+    """What the form's script fills in when `profile` is picked (the browser's view of the defaults)."""
+    bounds = json.loads(re.search(r"var bounds = (\{.*?\});\n", page).group(1))[profile]
+    return {f: str(bounds[f]["default"]) for f in ("gpus", "cpus", "memory", "walltime")} | {"profile": profile}
+
+
+def test_form_renders_gpu_profile_and_live_limits(hub, stopped):
+    # the teacher never spawned on this hub: the form shows the site's defaults
+    c = hub.login("teacher")
     r = c.session.get(f"{c.base}/hub/spawn", timeout=20)
     assert r.status_code == 200
     page = r.text
@@ -49,8 +57,7 @@ def test_form_renders_gpu_profile_and_live_limits(stopped):
 def test_form_defaults_spawn_and_round_trip_through_proxy(stopped, hub):
     c = stopped["student1"]
     r = c.session.get(f"{c.base}/hub/spawn", timeout=20)
-    form = dict(re.findall(r'name="(profile|gpus|cpus|memory|walltime)"[^>]*?value="([^"]*)"', r.text))
-    form["profile"] = "gpu-desktop"
+    form = form_defaults(r.text, "gpu-desktop")  # the student clicks the GPU profile and Start
     form["_xsrf"] = c.session.cookies.get("_xsrf", path="/hub/") or c.session.cookies.get("_xsrf")
     r = c.session.post(f"{c.base}/hub/spawn", data=form, allow_redirects=False, timeout=60)
     assert r.status_code == 302, r.text[:500]
