@@ -123,7 +123,8 @@ def latency(workdir: Path) -> dict[str, dict[str, list[float]]]:
 
 def make_spawner(cls, job_id: str, poll_interval: float):
     user = SimpleNamespace(name="student1", url="/user/student1/", escaped_name="student1", id=1)
-    spawner = cls(user=user, poll_interval=poll_interval)
+    # req_keepvars is given so the stock spawner needs no hub object to build its squeue line
+    spawner = cls(user=user, poll_interval=poll_interval, req_keepvars="JUPYTERHUB_API_TOKEN")
     spawner.load_state({"job_id": job_id})
     return spawner
 
@@ -138,10 +139,15 @@ async def poll_load(n_users: int, seconds: float, poll_interval: float, shim_log
         out = subprocess.run(["sbatch", "--parsable", "--hold", "-p", "cpu", "-J", "rcsc3-bench-hold", "-o", "/dev/null",
                               "--wrap", "true"], capture_output=True, text=True, check=True)
         jobs.append(out.stdout.strip())
-    shim_log.write_text("")
     try:
-        spawners = [make_spawner(RcSC3Spawner, j, poll_interval) for j in jobs]
-        spawners += [make_spawner(SlurmSpawner, j, poll_interval) for j in jobs]
+        ours = [make_spawner(RcSC3Spawner, j, poll_interval) for j in jobs]
+        stock = [make_spawner(SlurmSpawner, j, poll_interval) for j in jobs]
+        # as RcSC3Spawner.start() leaves a running server: its job watched and seen once
+        for s in ours:
+            s.poller.watch(s.job_id, s._on_job_gone)
+        await ours[0].poller.refresh()
+        shim_log.write_text("")
+        spawners = ours + stock
         for s in spawners:
             s.start_polling()
         await asyncio.sleep(seconds)  # the measurement window: spawners poll on their own meanwhile
@@ -160,6 +166,8 @@ def main() -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="rcsc3-bench-spawn-"))
     workdir.chmod(0o755)
+    if "--poll-only" in sys.argv:
+        return poll_section(workdir)
     print(f"== spawn / stop on one hub, {ROUNDS} alternating rounds each (lab Slurm, {os.cpu_count()} cores)")
     res = latency(workdir)
     print()
@@ -168,10 +176,16 @@ def main() -> int:
             print(f"{what:5s} {kind:5s}: {stats(res[kind][what])}")
         ratio = statistics.median(res["rcsc3"][what]) / statistics.median(res["stock"][what])
         print(f"{what:5s} ratio rcsc3/stock (medians): {ratio:.2f}")
+    return poll_section(workdir)
+
+
+def poll_section(workdir: Path) -> int:
     # squeue counting: a shim first on PATH logs every call, then execs the real squeue
     shim_dir = workdir / "shim"
     shim_dir.mkdir()
     shim_log = workdir / "squeue.log"
+    shim_log.touch()
+    shim_log.chmod(0o666)  # the stock spawner's squeue runs as the student, through sudo
     (shim_dir / "squeue").write_text(f'#!/bin/sh\necho "$*" >> {shim_log}\nexec /usr/bin/squeue "$@"\n')
     (shim_dir / "squeue").chmod(0o755)
     # sudo's secure_path would bypass the shim: give sudo the shim's path explicitly

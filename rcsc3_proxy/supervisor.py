@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil, web
 
@@ -168,6 +169,28 @@ class Supervisor:
             self.desktop.stop("the Jupyter server stopped")
             self.done.set()
 
+    async def _prestart_when_server_listens(self, timeout: float = 60.0) -> None:
+        """Start the desktop once the Jupyter server accepts connections.
+
+        Xvnc and the xfce session starting at the same moment as the Jupyter server would
+        compete with it for the node's cores and delay the student's spawn; the student
+        needs JupyterLab first and reaches the desktop seconds later anyway.
+        """
+        target = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
+        if target.hostname and target.port:
+            host = "127.0.0.1" if target.hostname in ("0.0.0.0", "") else target.hostname
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline and not self.done.is_set():
+                try:
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, target.port), 1.0)
+                    writer.close()
+                    break
+                except (OSError, asyncio.TimeoutError):
+                    await asyncio.sleep(0.1)  # polling the server's port, bounded by the deadline
+        if not self.done.is_set():
+            self.desktop.ensure_started()
+
     async def run(self, prestart: bool) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
@@ -181,7 +204,7 @@ class Supervisor:
         server = httpserver.HTTPServer(make_app(self.desktop))
         server.add_socket(sock)
         if prestart:
-            self.desktop.ensure_started()
+            asyncio.ensure_future(self._prestart_when_server_listens())
         await self.done.wait()
         server.stop()
         Path(paths.web_socket).unlink(missing_ok=True)

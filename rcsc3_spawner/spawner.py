@@ -134,7 +134,7 @@ class RcSC3Spawner(SlurmSpawner):
         return float(self.poll_interval)
 
     slurm_fast_poll_interval = Float(
-        0.25,
+        0.1,
         help="Seconds between shared `squeue` rounds while any server is starting or stopping.",
     ).tag(config=True)
 
@@ -159,7 +159,7 @@ class RcSC3Spawner(SlurmSpawner):
     ).tag(config=True)
 
     stop_grace_period = Float(
-        0.4,
+        0.3,
         help="""Seconds between SIGTERM to the server and SIGKILL of the whole job. The server has
         nothing to save (notebooks are saved by the browser); processes that miss their own
         clean-up are removed by the node epilog (hub_config/slurm/epilog.sh).""",

@@ -34,7 +34,9 @@ other_jobs() {
 }
 [ -n "${RCSC3_EPILOG_OTHER_JOBS:-}" ] && other_jobs() { [ "$RCSC3_EPILOG_OTHER_JOBS" = 1 ]; }  # tests
 
-user_pids() { pgrep -U "$uid" 2>/dev/null || true; }
+# Live processes only: a zombie is already dead (waiting for its new parent, often init, to
+# reap it); waiting for it to "exit" only delays the end of the job.
+user_pids() { ps -U "$uid" -o pid=,stat= 2>/dev/null | awk '$2 !~ /^Z/ {print $1}' || true; }
 
 job_pids() {
     local pid

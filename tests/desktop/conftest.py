@@ -65,8 +65,10 @@ def poll(check, timeout: float, what: str, interval: float = 0.05):
 
 
 def user_pids(user: str) -> list[int]:
-    out = subprocess.run(["ps", "-u", user, "-o", "pid="], capture_output=True, text=True, check=False).stdout
-    return [int(p) for p in out.split()]
+    """The user's live processes. Zombies are left out: they are dead, only waiting for their
+    parent (often init, which in some containers reaps lazily) to collect their exit status."""
+    out = subprocess.run(["ps", "-u", user, "-o", "pid=,stat="], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid, stat in (line.split() for line in out.splitlines() if line.strip()) if not stat.startswith("Z")]
 
 
 def user_processes(user: str) -> str:
