@@ -151,14 +151,15 @@ class SlurmJobPoller:
 
     async def _loop(self) -> None:
         while self._watched or self._cancel_queue or self._fast_waiters:
+            if self._fast_waiters and self._rounds_done:
+                # shared fast cadence while anyone is starting or stopping; the waiters of
+                # the round just done may leave meanwhile, so look again after it
+                await asyncio.sleep(self.fast_interval)
             if not self._fast_waiters:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._next_delay())
                 except asyncio.TimeoutError:
                     pass
-            elif self._rounds_done:
-                # shared fast cadence while anyone is starting or stopping
-                await asyncio.sleep(self.fast_interval)
             self._wake.clear()
             self._rounds_started += 1
             try:

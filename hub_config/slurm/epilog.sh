@@ -69,7 +69,8 @@ if [ -n "$pids" ]; then
     [ -n "$pids" ] && log "still alive after SIGKILL: $(echo $pids)"
 fi
 
-pid_alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# Alive = exists and is not a zombie (a zombie X server holds no display).
+pid_alive() { [ -n "$1" ] && ps -o stat= -p "$1" 2>/dev/null | grep -qv '^Z'; }
 
 # X locks and sockets of the user whose server is gone. A lock file holds the X server's pid.
 for lock in /tmp/.X*-lock; do
