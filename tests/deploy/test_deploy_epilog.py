@@ -29,6 +29,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # polling.py
+from polling import wait_until  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 EPILOG = ROOT / "hub_config" / "slurm" / "epilog.sh"
 RCSC3 = Path(sys.executable).parent / "rcsc3"
@@ -118,14 +121,8 @@ def as_student(*argv: str) -> subprocess.CompletedProcess:
 
 
 def poll(check, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """The shared bounded poll (tests/polling.py)."""
+    return wait_until(check, timeout, what, interval)
 
 
 def student_jobs() -> list[str]:

@@ -28,6 +28,8 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # cdp.py, rfb.py
+sys.path.append(str(HERE.parent))  # polling.py (after HERE: `conftest` must stay this one)
+from polling import wait_until  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 CI = bool(os.environ.get("CI"))
@@ -53,15 +55,8 @@ def need(*tools: str) -> None:
 
 
 def poll(check, timeout: float, what: str, interval: float = 0.05):
-    """Call `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    """The shared bounded poll (tests/polling.py), at the desktop tests' finer cadence."""
+    return wait_until(check, timeout, what, interval)
 
 
 def user_pids(user: str) -> list[int]:
@@ -248,11 +243,10 @@ def server_factory(test_users):
         shutil.rmtree(s.config.parent, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def desktop_server(test_users):
-    """One server as rdtest1 with a running desktop, shared by the tests that leave it running."""
+def _running_desktop(user: str, config: dict | None = None):
+    """A server as `user` with its desktop running; stopped and cleaned up afterwards."""
     need("Xvnc", "xfce4-session")
-    s = start_server("rdtest1")
+    s = start_server(user, config=config) if config else start_server(user)
     try:
         s.wait_running()
         yield s
@@ -260,20 +254,18 @@ def desktop_server(test_users):
         s.stop()
         kill_user_processes(s.user)
         shutil.rmtree(s.config.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def desktop_server(test_users):
+    """One server as rdtest1 with a running desktop, shared by the tests that leave it running."""
+    yield from _running_desktop("rdtest1")
 
 
 @pytest.fixture(scope="session")
 def websockify_server(test_users):
     """One server as rdtest4 with a running desktop bridged by the stock websockify."""
-    need("Xvnc", "xfce4-session")
-    s = start_server("rdtest4", config={"bridge": "websockify"})
-    try:
-        s.wait_running()
-        yield s
-    finally:
-        s.stop()
-        kill_user_processes(s.user)
-        shutil.rmtree(s.config.parent, ignore_errors=True)
+    yield from _running_desktop("rdtest4", config={"bridge": "websockify"})
 
 
 def as_user(user: str, code: str, timeout: float = 20) -> subprocess.CompletedProcess:

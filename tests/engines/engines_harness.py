@@ -17,13 +17,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from jupyter_client import BlockingKernelClient
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # polling.py
+from polling import wait_until  # noqa: E402,F401  (used here and by the engine tests)
 
 #: as in tests/conftest.py: in CI a missing lab or test user fails the run instead of skipping
 IN_CI = bool(os.environ.get("CI") or os.environ.get("RCSC3_REQUIRE_LAB"))
@@ -32,18 +34,6 @@ VENV_BIN = Path(sys.executable).parent
 STUDENT = os.environ.get("RCSC3_ENGINES_TEST_USER", "student3")
 #: a directory the student cannot write to: the kernel's cwd (nothing may be written there)
 READ_ONLY_CWD = "/usr/share"
-
-
-def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def job_state(job: str) -> str:
