@@ -72,6 +72,9 @@ def test_form_defaults_spawn_and_round_trip_through_proxy(stopped, hub):
     # the server answers through the proxy, with the student's token
     r = requests.get(f"{c.base}/user/student1/api/status", headers={"Authorization": f"token {c.token}"}, timeout=20)
     assert r.status_code == 200 and "started" in r.json()
+    # the job ran rcsc3's launcher, which reported the port before starting the server
+    log = Path(f"/home/student1/.rcsc3/logs/jupyter-{job}.log").read_text()
+    assert re.search(r"rcsc3-singleuser: port \d+ reported to the hub", log), log[-2000:]
     t0 = time.monotonic()
     assert c.stop().status_code == 204
     stop_seconds = time.monotonic() - t0

@@ -1,0 +1,130 @@
+"""rcsc3-singleuser, the node-side program the batch job runs: port report and fast imports.
+
+The full path (a real job reporting its port to a real hub, the server then reached through
+the proxy) is test_spawn's round trip; these tests pin down the parts one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from rcsc3_proxy import singleuser
+
+
+class FakeHubAPI:
+    """A real HTTP server on loopback standing in for the hub's /hub/api, recording POSTs."""
+
+    def __init__(self, status: int = 201):
+        self.requests: list[tuple[str, dict, dict]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                outer.requests.append((self.path, dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hub/api"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_hub():
+    hub = FakeHubAPI()
+    yield hub
+    hub.close()
+
+
+def test_reports_exactly_the_port_with_the_server_token(fake_hub):
+    singleuser.report_port(41234, fake_hub.url + "/", "secret-token")
+    [(path, headers, body)] = fake_hub.requests
+    assert path == "/hub/api/batchspawner"
+    assert body == {"port": 41234}
+    assert headers["Authorization"] == "token secret-token"
+
+
+def test_a_refusal_is_final_and_says_what_the_hub_answered():
+    hub = FakeHubAPI(status=403)
+    try:
+        with pytest.raises(singleuser.PortReportError, match="HTTP 403"):
+            singleuser.report_port(41234, hub.url, "wrong-token")
+        assert len(hub.requests) == 1  # no retry after an answer
+    finally:
+        hub.close()
+
+
+def test_an_unreachable_hub_is_a_clear_error():
+    port = singleuser.free_port()  # nothing listens there
+    with pytest.raises(singleuser.PortReportError, match="could not be reached"):
+        singleuser.report_port(1, f"http://127.0.0.1:{port}/hub/api", "t", attempts=2)
+
+
+def test_service_url_gets_the_new_port():
+    assert singleuser.with_port("http://10.0.0.5:8888/user/ana/", 40001) == "http://10.0.0.5:40001/user/ana/"
+
+
+def test_path_without_hides_only_the_directories_holding_the_program(tmp_path, monkeypatch):
+    with_node, without = tmp_path / "a", tmp_path / "b"
+    with_node.mkdir()
+    without.mkdir()
+    (with_node / "node").write_text("#!/bin/sh\n")
+    (with_node / "node").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{with_node}:{without}")
+    with singleuser.path_without("node"):
+        assert os.environ["PATH"] == str(without)
+    assert os.environ["PATH"] == f"{with_node}:{without}"
+
+
+def test_fast_imports_skip_the_lark_parsers_and_node_but_keep_json_schema_validation():
+    # a fresh interpreter: what the job's server process imports, with node on PATH
+    code = """
+import os, sys, subprocess
+from rcsc3_proxy import singleuser
+calls = []
+real_popen = subprocess.Popen.__init__
+def spy(self, args, *a, **k):
+    calls.append(args)
+    return real_popen(self, args, *a, **k)
+subprocess.Popen.__init__ = spy
+singleuser.block_slow_optional_modules()
+singleuser.preimport_jupyterlab()
+import jsonschema
+jsonschema.validate({"a": 1}, {"type": "object", "properties": {"a": {"type": "integer"}}})
+try:
+    jsonschema.validate({"a": "x"}, {"type": "object", "properties": {"a": {"type": "integer"}}})
+    print("NOT-REJECTED")
+except jsonschema.ValidationError:
+    print("REJECTED")
+print("LARK" if "lark" in sys.modules else "NO-LARK")
+print("NODE" if any("node" in str(c) for c in calls) else "NO-NODE")
+"""
+    node_dir = "/usr/local/bin" if Path("/usr/local/bin/node").exists() else "/usr/bin"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{node_dir}:/usr/bin:/bin")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["REJECTED", "NO-LARK", "NO-NODE"]
+
+
+def test_launcher_without_hub_environment_exits_with_a_message():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    out = subprocess.run([sys.executable, "-m", "rcsc3_proxy.singleuser"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2
+    assert "JUPYTERHUB_API_URL" in out.stderr and "Traceback" not in out.stderr
