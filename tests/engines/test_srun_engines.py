@@ -249,6 +249,11 @@ def test_rcsc3_session_defaults_srun_for_cluster_and_lab_panel_and_overcommits(j
     k.run(START.format(args="n=4"))
     assert len(k.value("rc.ids")) == 4
     assert any("overcommitting: 4 engines on 2 CPU" in r for r in k.value("records"))
+    # the cluster's messages are pickled (rcsc3's default), and that reaches client and engines
+    k.run("packer = rc.session.packer; ar = rc[:].apply_async(lambda x: x * 2, 21); doubled = ar.get(timeout=30)")
+    assert k.value("packer") == "pickle"
+    assert k.value("doubled") == [42] * 4
+    assert k.value("ar.wall_time") > 0  # timestamps (metadata) survive the packer
     k.run("cluster.stop_cluster_sync()")
 
 
