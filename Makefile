@@ -37,6 +37,7 @@ install: venv
 	install -m 644 notebooks/*.ipynb $(VENV)/share/rcsc3/notebooks/
 	install -m 644 rcsc3_proxy/ipp/ipcluster_config.py $(VENV)/etc/ipython/
 	install -D -m 644 rcsc3_proxy/share/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	install -D -m 644 rcsc3_proxy/share/lab/page_config.json $(VENV)/etc/jupyter/labconfig/page_config.json
 	chmod -R a+rX $(VENV)
 
 proxy: | system-deps
