@@ -32,7 +32,8 @@ ENTRY_POINTS = {
 # Programs of the Python environment (its bin/) the hub or the jobs run.
 VENV_PROGRAMS = {
     "hub": ["rcsc3", "jupyterhub"],
-    "node": ["rcsc3", "rcsc3-singleuser", "batchspawner-singleuser", "jupyterhub-singleuser", "jupyter-lab", "ipcluster", "ipengine",
+    "node": ["rcsc3", "rcsc3-singleuser", "batchspawner-singleuser",
+             "jupyterhub-singleuser", "jupyter-lab", "ipcluster", "ipengine",
              "ipcontroller", "websockify"],
 }
 SYSTEM_PROGRAMS = {

@@ -56,11 +56,13 @@ class RemoteDesktop(Configurable):
     bridge = CaselessStrEnum(
         ["raw", "websockify", "supervisor"], default_value="raw",
         help="How the browser's websocket reaches Xvnc; both go through jupyter-server-proxy's authenticated "
-        "`desktop-vnc` route. 'raw' (default): jupyter-server-proxy's raw_socket_proxy writes the frames "
-        "straight into Xvnc's unix socket, one hop. 'websockify': jupyter-server-proxy proxies the websocket "
+        "`desktop-vnc` route. 'raw' (default): rcsc3's bridge (rcsc3_proxy/bridge.py, a subclass of "
+        "jupyter-server-proxy's raw_socket_proxy handler) writes the frames straight into Xvnc's unix socket, "
+        "one hop, with TCP_NODELAY and backpressure. 'websockify': jupyter-server-proxy proxies the websocket "
         "to the stock websockify (a child of the desktop, on a 0600 unix socket), which unwraps it into Xvnc's "
-        "socket. Measured here (benchmarks/desktop.py, 5 interleaved runs, glxgears): raw carried 0.88x the raw "
-        "socket's MB/s at 6.2 ms CPU per MB; websockify 0.64x at 13.1 ms per MB, so raw is the default. "
+        "socket. Measured here (benchmarks/desktop.py, 3 alternated runs, glxgears): raw carried 1.00x the raw "
+        "socket's MB/s at 4.6 ms CPU per MB (the stock jupyter-remote-desktop-proxy: 0.83x at 6.7 ms); "
+        "websockify 0.52x at 12.8 ms per MB, so raw is the default. "
         "TurboVNC < 3.1 (TCP only) always uses 'websockify'. 'supervisor' is an old name for 'websockify'.",
     ).tag(config=True)
 

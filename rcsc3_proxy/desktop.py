@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import vnc
+from . import bridge, vnc
 from .config import HERE, RemoteDesktop
 from .launcher import SupervisorLauncher
 from .paths import RuntimePaths
@@ -26,13 +26,19 @@ ICON = HERE / "icons" / "desktop.svg"
 _launcher: SupervisorLauncher | None = None
 
 
-def _server_config():
-    """The running Jupyter server's config (None outside a server, e.g. in unit tests)."""
+def _server_app():
+    """The running Jupyter server (None outside a server, e.g. in unit tests)."""
     try:
         from jupyter_server.serverapp import ServerApp
     except ImportError:  # pragma: no cover - jupyter-server-proxy needs jupyter_server
         return None
-    return ServerApp.instance().config if ServerApp.initialized() else None
+    return ServerApp.instance() if ServerApp.initialized() else None
+
+
+def _server_config():
+    """The running Jupyter server's config (None outside a server)."""
+    app = _server_app()
+    return app.config if app is not None else None
 
 
 def resolve_bridge(settings: RemoteDesktop) -> str:
@@ -79,7 +85,8 @@ def vnc_entry(paths: RuntimePaths, bridge: str = "raw") -> dict:
     """The `desktop-vnc` entry, where the page's noVNC connects. Either way the request passes
     jupyter-server-proxy's authenticated websocket handler first (login, token, Origin).
 
-    * "raw": websocket frames go straight into Xvnc's unix socket (raw_socket_proxy);
+    * "raw": websocket frames go straight into Xvnc's unix socket. rcsc3's bridge (`bridge.py`,
+      installed by `setup_desktop_vnc`) serves the route; this raw_socket_proxy entry is its fallback;
     * "websockify": the websocket is proxied on to the stock websockify on its unix socket,
       which unwraps it into Xvnc's socket.
     """
@@ -98,6 +105,15 @@ def setup_desktop() -> dict:
 
 
 def setup_desktop_vnc() -> dict:
-    """Entry point `jupyter_serverproxy_servers: desktop-vnc`."""
+    """Entry point `jupyter_serverproxy_servers: desktop-vnc`.
+
+    For bridge "raw" our own handler (`bridge.py`) takes the route first; the entry
+    returned here is jupyter-server-proxy's raw_socket_proxy, which serves only if the
+    server's web app could not be reached to install ours.
+    """
     launcher = _ensure_launched()
+    if launcher.settings.bridge == "raw":
+        app = _server_app()
+        if app is None or not bridge.install(getattr(app, "web_app", None), launcher.paths.vnc_socket):
+            log.warning("desktop-vnc: could not install the rcsc3 bridge; using jupyter-server-proxy's raw_socket_proxy")
     return vnc_entry(launcher.paths, launcher.settings.bridge)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -24,6 +25,16 @@ from .config import RemoteDesktop
 from .paths import RuntimePaths
 
 log = logging.getLogger("rcsc3.desktop")
+
+_GEOMETRY = re.compile(r"(\d{3,4})x(\d{3,4})")
+
+
+def parse_geometry(text: str) -> str | None:
+    """A browser's "WxH" when it is a sane X screen size (200..8192 each way), else None."""
+    m = _GEOMETRY.fullmatch(text or "")
+    if not m or not all(200 <= int(v) <= 8192 for v in m.groups()):
+        return None
+    return f"{int(m[1])}x{int(m[2])}"
 
 
 class StartError(RuntimeError):
@@ -41,6 +52,7 @@ class DesktopManager:
         self.tcp_port: int | None = None
         self.password: str | None = None
         self.started_at: float | None = None
+        self.geometry = settings.geometry  # of the desktop starting or running
         self.server = vnc.detect(settings.vnc_flavor, Path(settings.turbovnc_dir))
         self.gl = gl.choose(self.env, settings.vglrun or None)
         self._xvnc: subprocess.Popen | None = None
@@ -72,9 +84,15 @@ class DesktopManager:
             out["password"] = self.password
         return out
 
-    def ensure_started(self) -> None:
-        """Start the desktop in the background unless it runs, is starting, or has failed."""
+    def ensure_started(self, geometry: str | None = None) -> None:
+        """Start the desktop in the background unless it runs, is starting, or has failed.
+
+        `geometry` ("WxH", the viewer's screen area) sizes the X screen from the start: the
+        session then draws its wallpaper once, where a resize after connecting makes xfdesktop
+        draw it again (a black screen meanwhile). Ignored when the desktop already runs.
+        """
         if self.state == "stopped" and (self._task is None or self._task.done()):
+            self.geometry = parse_geometry(geometry or "") or self.settings.geometry
             self._set("starting")
             self._task = asyncio.ensure_future(self._start())
 
@@ -171,7 +189,7 @@ class DesktopManager:
         self.paths.ensure()
         xauth.write_cookie_file(self.paths.xauthority)
         Path(self.paths.vnc_socket).unlink(missing_ok=True)
-        opts = vnc.XvncOptions(displayfd=-1, xauthority=self.paths.xauthority, geometry=self.settings.geometry,
+        opts = vnc.XvncOptions(displayfd=-1, xauthority=self.paths.xauthority, geometry=self.geometry,
                                depth=self.settings.depth, extra_args=list(self.settings.extra_xvnc_args))
         if self.server.unix_socket:
             opts.unix_socket = self.paths.vnc_socket

@@ -50,23 +50,23 @@ class _Base(web.RequestHandler):
 
 
 class PageHandler(_Base):
-    """The noVNC page. Loading it is "the click": the desktop starts now, while the page's scripts load."""
+    """The noVNC page. Its first script asks for the desktop at once (`api/status?start=1&geometry=`),
+    with the size of the browser's screen area, while noVNC's modules load."""
 
     def get(self) -> None:
-        self.desktop.ensure_started()
         s = self.desktop.settings
         cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status(),
                "novnc": f"novnc/{self.settings['novnc_version']}/"}
         self.render("index.html", cfg_json=json.dumps(cfg).replace("</", "<\\/"), status=self.desktop.status(),
-                    preload=self.settings["novnc_modules"], novnc=cfg["novnc"])
+                    preload=self.settings["novnc_modules"], novnc=cfg["novnc"], css=self.settings["page_css"])
 
 
 class StatusHandler(_Base):
-    """GET api/status[?start=1][&wait=1]: the desktop's state; `wait` long-polls while it is starting."""
+    """GET api/status[?start=1[&geometry=WxH]][&wait=1]: the desktop's state; `wait` long-polls while it is starting."""
 
     async def get(self) -> None:
         if self.get_argument("start", "0") == "1":
-            self.desktop.ensure_started()
+            self.desktop.ensure_started(self.get_argument("geometry", ""))
         if self.get_argument("wait", "0") == "1":
             await self.desktop.wait_settled(SETTLE_WAIT)
         self.write(self.desktop.status())
@@ -143,6 +143,8 @@ def make_app(desktop: DesktopManager) -> web.Application:
         desktop=desktop,
         novnc_modules=modules,
         novnc_version=version,
+        # inlined in the page: no extra request, and the page's first script can measure the layout at once
+        page_css=(static / "desktop.css").read_text(),
     )
 
 

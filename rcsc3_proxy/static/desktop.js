@@ -58,7 +58,7 @@ async function connect() {
     // the first time, the request the page started before the modules loaded
     const early = window.rcsc3Ready;
     window.rcsc3Ready = null;
-    st = await (early || api('api/status?start=1&wait=1'));
+    st = await (early || api(`api/status?start=1&wait=1&geometry=${window.rcsc3Geometry()}`));
   } catch (e) {
     return scheduleRetry(`server not reachable (${e.message})`);
   }

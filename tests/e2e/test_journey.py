@@ -69,7 +69,8 @@ async def test_student_journey(idle, shots):
             assert any(re.search(r"Job \d+ (pending|running on)", m) for m in messages), messages
             assert job_ids(messages), messages
             # no "build recommended" check (rcsc3's labconfig/page_config.json): the page never asks for it
-            assert await page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).buildCheck") is False
+            page_config = "JSON.parse(document.getElementById('jupyter-config-data').textContent)"
+            assert await page.evaluate(f"{page_config}.buildCheck") is False
             assert not await page.evaluate(
                 "performance.getEntriesByType('resource').some(e => e.name.includes('/lab/api/build'))")
 
