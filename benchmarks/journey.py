@@ -6,8 +6,12 @@ Slurm jobs, real Xvnc + xfce, real headless Chromium driven like a person
 browser; type name and password, pick the GPU profile and press Start, wait for
 JupyterLab's launcher, click "Remote Desktop" and wait for the xfce desktop's
 pixels on the noVNC canvas, then type the ipyparallel cell into a new notebook and
-wait for its output. Between runs the server is stopped and the bench waits
-(bounded) until no job and no desktop process of the student is left.
+wait for its output. Between runs the server is stopped, the bench waits
+(bounded) until no job and no desktop process of the student is left, and the
+run's notebook and the JupyterLab layout that would reopen it are removed, so every
+run opens on the launcher. The rest of the home stays: from run 2 on the student is
+a returning one (the example notebooks are there; the desktop prestarts at the size
+their browser showed it last time). Run 1 is printed on its own line.
 
 Usage: python benchmarks/journey.py [--runs 5] [--user student1]
 Prints per-step median/min/max and the two totals; target login -> desktop <= 8 s.
@@ -26,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from e2e_browser import UserBrowser  # noqa: E402
-from e2e_journey import RESULT, Steps, cleaned_up, leftovers, remove_notebook  # noqa: E402
+from e2e_journey import RESULT, Steps, cleaned_up, leftovers, remove_notebook, reset_workspace  # noqa: E402
 from hubproc import Hub, wait_until  # noqa: E402
 
 STEPS = [
@@ -58,6 +62,7 @@ async def one_run(hub: Hub, user: str) -> dict[str, float]:
             client.stop()
             client.wait_stopped(timeout=90)
         wait_until(lambda: cleaned_up(user), 60, f"{user}'s job and desktop to be gone: {leftovers(user)}")
+        reset_workspace(user)  # the notebook tab this run left open would be restored next run
     t = dict(steps.timings)
     t["login_to_desktop"] = sum(t[k] for k in TO_DESKTOP)
     t["login_to_map_sync"] = t["login_to_desktop"] + t["cell_to_output"]
@@ -92,6 +97,7 @@ async def main() -> int:
         if client.server_model() is not None:  # start from a stopped server, like a student arriving
             client.stop()
             client.wait_stopped(timeout=90)
+        reset_workspace(args.user)
         for i in range(args.runs):
             t = await one_run(hub, args.user)
             runs.append(t)

@@ -15,15 +15,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import bridge, vnc
+from . import bridge
 from .config import HERE, RemoteDesktop
-from .launcher import SupervisorLauncher
+from .launcher import SupervisorLauncher, ensure_supervisor, resolve_bridge, running_supervisor
 from .paths import RuntimePaths
 
 log = logging.getLogger("rcsc3.desktop")
 
 ICON = HERE / "icons" / "desktop.svg"
-_launcher: SupervisorLauncher | None = None
+__all__ = ["desktop_entry", "resolve_bridge", "setup_desktop", "setup_desktop_vnc", "vnc_entry"]
 
 
 def _server_app():
@@ -41,33 +41,9 @@ def _server_config():
     return app.config if app is not None else None
 
 
-def resolve_bridge(settings: RemoteDesktop) -> str:
-    """The bridge actually used: "raw" needs Xvnc on a unix socket, which TurboVNC < 3.1 lacks.
-
-    Only a TurboVNC install needs a look (`Xvnc -version`); TigerVNC always has unix sockets.
-    """
-    if settings.bridge == "raw" and settings.vnc_flavor != "tigervnc":
-        turbo = Path(settings.turbovnc_dir) / "bin" / "Xvnc"
-        if turbo.exists() or settings.vnc_flavor == "turbovnc":
-            server = vnc.detect(settings.vnc_flavor, Path(settings.turbovnc_dir))
-            if server is not None and not server.unix_socket:
-                log.info("%s %s has no unix socket: using the websockify bridge", server.flavor, server.version_str)
-                return "websockify"
-    return settings.bridge
-
-
 def _ensure_launched() -> SupervisorLauncher:
-    """One runtime dir and one supervisor per server process, whichever factory runs first."""
-    global _launcher
-    if _launcher is None:
-        settings = RemoteDesktop(config=_server_config())
-        settings.bridge = resolve_bridge(settings)
-        paths = RuntimePaths.create(settings.runtime_base)
-        _launcher = SupervisorLauncher(settings, paths)
-        _launcher.start()
-        log.info("Remote Desktop supervisor started (runtime dir %s, bridge %s, prestart %s)",
-                 paths.root, settings.bridge, settings.prestart)
-    return _launcher
+    """The server's desktop supervisor: the one rcsc3-singleuser prestarted, or a new one."""
+    return running_supervisor() or ensure_supervisor(RemoteDesktop(config=_server_config()))
 
 
 def desktop_entry(paths: RuntimePaths, icon: Path = ICON) -> dict:

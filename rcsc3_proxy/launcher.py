@@ -13,11 +13,53 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
+from . import vnc
 from .config import RemoteDesktop
 from .paths import RuntimePaths
 
 log = logging.getLogger("rcsc3.desktop")
+
+#: the one supervisor of this Jupyter server process (see `ensure_supervisor`)
+_shared: SupervisorLauncher | None = None
+
+
+def resolve_bridge(settings: RemoteDesktop) -> str:
+    """The bridge actually used: "raw" needs Xvnc on a unix socket, which TurboVNC < 3.1 lacks.
+
+    Only a TurboVNC install needs a look (`Xvnc -version`); TigerVNC always has unix sockets.
+    """
+    if settings.bridge == "raw" and settings.vnc_flavor != "tigervnc":
+        turbo = Path(settings.turbovnc_dir) / "bin" / "Xvnc"
+        if turbo.exists() or settings.vnc_flavor == "turbovnc":
+            server = vnc.detect(settings.vnc_flavor, Path(settings.turbovnc_dir))
+            if server is not None and not server.unix_socket:
+                log.info("%s %s has no unix socket: using the websockify bridge", server.flavor, server.version_str)
+                return "websockify"
+    return settings.bridge
+
+
+def running_supervisor() -> SupervisorLauncher | None:
+    """This process's desktop supervisor, if one was started."""
+    return _shared
+
+
+def ensure_supervisor(settings: RemoteDesktop, prestart_now: bool = False) -> SupervisorLauncher:
+    """One runtime dir and one supervisor per server process, whoever asks first.
+
+    The first caller's settings win: rcsc3-singleuser (early prestart, before the server's
+    imports) or jupyter-server-proxy loading our entry points.
+    """
+    global _shared
+    if _shared is None:
+        settings.bridge = resolve_bridge(settings)
+        paths = RuntimePaths.create(settings.runtime_base)
+        _shared = SupervisorLauncher(settings, paths)
+        _shared.start(prestart_now=prestart_now)
+        log.info("Remote Desktop supervisor started (runtime dir %s, bridge %s, prestart %s)",
+                 paths.root, settings.bridge, "now" if prestart_now else settings.prestart)
+    return _shared
 
 
 class SupervisorLauncher:
@@ -32,17 +74,19 @@ class SupervisorLauncher:
         self._keep_open: int | None = None
         self._restarts = 0
 
-    def command(self, parent_fd: int, prestart: bool) -> list[str]:
+    def command(self, parent_fd: int, prestart: bool, prestart_now: bool = False) -> list[str]:
         cmd = [sys.executable, "-m", "rcsc3_proxy.supervisor", "--runtime-dir", str(self.paths.root),
                "--parent-fd", str(parent_fd), "--parent-pid", str(os.getpid())]
+        if prestart_now:
+            return [*cmd, "--prestart-now"]
         return cmd + (["--prestart"] if prestart else [])
 
-    def start(self, prestart: bool | None = None) -> subprocess.Popen:
+    def start(self, prestart: bool | None = None, prestart_now: bool = False) -> subprocess.Popen:
         prestart = self.settings.prestart if prestart is None else prestart
         r, w = os.pipe()
         env = dict(os.environ, RCSC3_DESKTOP_SETTINGS=self.settings.to_json())
         try:
-            self.proc = subprocess.Popen(self.command(r, prestart), pass_fds=[r], env=env, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.command(r, prestart, prestart_now), pass_fds=[r], env=env, stdin=subprocess.DEVNULL,
                                          start_new_session=True, cwd=os.path.expanduser("~"))
         finally:
             os.close(r)

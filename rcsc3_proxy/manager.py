@@ -37,6 +37,32 @@ def parse_geometry(text: str) -> str | None:
     return f"{int(m[1])}x{int(m[2])}"
 
 
+def geometry_file(env: dict[str, str] | None = None) -> Path:
+    """Where the last viewer's screen size is kept, so a prestarted desktop already fits it."""
+    env = os.environ if env is None else env
+    state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "rcsc3" / "desktop-geometry"
+
+
+def remembered_geometry() -> str | None:
+    try:
+        return parse_geometry(geometry_file().read_text().strip())
+    except OSError:
+        return None
+
+
+def remember_geometry(geometry: str) -> None:
+    """Keep the viewer's size for the next prestart (best effort: a read-only home just forgets)."""
+    path = geometry_file()
+    try:
+        if path.exists() and path.read_text().strip() == geometry:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(geometry + "\n")
+    except OSError as e:
+        log.debug("could not remember the desktop size in %s: %s", path, e)
+
+
 class StartError(RuntimeError):
     """One start attempt failed; the message is meant for the student's page."""
 
@@ -89,10 +115,14 @@ class DesktopManager:
 
         `geometry` ("WxH", the viewer's screen area) sizes the X screen from the start: the
         session then draws its wallpaper once, where a resize after connecting makes xfdesktop
-        draw it again (a black screen meanwhile). Ignored when the desktop already runs.
+        draw it again (a black screen meanwhile). Ignored when the desktop already runs, but
+        remembered: a prestart (no viewer yet) uses the last viewer's size.
         """
+        viewer = parse_geometry(geometry or "")
+        if viewer:
+            remember_geometry(viewer)
         if self.state == "stopped" and (self._task is None or self._task.done()):
-            self.geometry = parse_geometry(geometry or "") or self.settings.geometry
+            self.geometry = viewer or remembered_geometry() or self.settings.geometry
             self._set("starting")
             self._task = asyncio.ensure_future(self._start())
 

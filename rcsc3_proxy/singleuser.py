@@ -19,7 +19,9 @@ waiting on the spawn page:
     never does. The import runs with node hidden from PATH; the server itself keeps the
     job's real PATH.
 
-`RCSC3_SINGLEUSER_FAST=0` turns both off. This module is node side: it imports nothing of
+With prestart on, it also starts the Remote Desktop before those imports (see prestart.py).
+
+`RCSC3_SINGLEUSER_FAST=0` turns all three off. This module is node side: it imports nothing of
 the hub package.
 """
 
@@ -150,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rcsc3-singleuser: port {port} reported to the hub, starting {command}", file=sys.stderr, flush=True)
 
     if os.environ.get("RCSC3_SINGLEUSER_FAST", "1") != "0":
+        # the desktop (prestart profiles) boots on the other cores while this process imports
+        from .prestart import start_desktop_early
+
+        if start_desktop_early():
+            print("rcsc3-singleuser: Remote Desktop starting alongside the server (prestart)", file=sys.stderr, flush=True)
         block_slow_optional_modules()
         preimport_jupyterlab()
 

@@ -193,7 +193,7 @@ class Supervisor:
         if not self.done.is_set():
             self.desktop.ensure_started()
 
-    async def run(self, prestart: bool) -> None:
+    async def run(self, prestart: bool, now: bool = False) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -205,7 +205,9 @@ class Supervisor:
         sock = netutil.bind_unix_socket(paths.web_socket, mode=0o600)
         server = httpserver.HTTPServer(make_app(self.desktop))
         server.add_socket(sock)
-        if prestart:
+        if now:
+            self.desktop.ensure_started()
+        elif prestart:
             asyncio.ensure_future(self._prestart_when_server_listens())
         await self.done.wait()
         server.stop()
@@ -229,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime-dir", required=True, help="private 0700 directory for the sockets")
     parser.add_argument("--parent-fd", type=int, help="read end of a pipe the Jupyter server holds open")
     parser.add_argument("--parent-pid", type=int, help="pid of the Jupyter server (closes the PDEATHSIG race)")
-    parser.add_argument("--prestart", action="store_true", help="start the desktop now, not at the first click")
+    parser.add_argument("--prestart", action="store_true",
+                        help="start the desktop once the Jupyter server listens, not at the first click")
+    parser.add_argument("--prestart-now", action="store_true",
+                        help="start the desktop at once (rcsc3-singleuser, while the Jupyter server imports)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[rcsc3 desktop %(levelname)s] %(message)s", stream=sys.stderr)
 
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     async def amain() -> None:
         desktop = DesktopManager(settings, paths)
         desktop_ref.append(desktop)
-        await Supervisor(desktop, args.parent_fd).run(args.prestart)
+        await Supervisor(desktop, args.parent_fd).run(args.prestart, now=args.prestart_now)
 
     try:
         asyncio.run(amain())

@@ -277,6 +277,13 @@ def cleaned_up(user: str, jobs: list[str] | None = None) -> bool:
     return not left["jobs"] and not left["processes"]
 
 
+def reset_workspace(user: str) -> None:
+    """Forget the JupyterLab layout a run saved (open notebook, tabs): the next run starts like a new student's."""
+    workspaces = Path(pwd.getpwnam(user).pw_dir) / ".jupyter" / "lab" / "workspaces"
+    for path in workspaces.glob("*.jupyterlab-workspace"):
+        path.unlink()
+
+
 def remove_notebook(user: str, name: str, folder: str = EXAMPLES_DIR) -> None:
     """Remove a notebook the test created in the student's home (test cleanup)."""
     if not name or "/" in name or not name.endswith(".ipynb"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 from e2e_browser import CANVAS_COLOURS, UserBrowser, UserPage, by_css
 from e2e_journey import (
@@ -82,6 +83,13 @@ async def test_student_journey(idle, shots):
             png = await steps.shot(desktop, "05-desktop")
             assert png is not None and png.stat().st_size > 20000
             assert any("Xvnc" in p for p in desktop_processes(user)), desktop_processes(user)
+            # the GPU profile prestarts the desktop from rcsc3-singleuser, while the server imports;
+            # the page then used that same desktop: one supervisor, one Xvnc
+            [job] = job_ids(messages)
+            job_log = Path(f"/home/{user}/.rcsc3/logs/jupyter-{job}.log").read_text()
+            assert "Remote Desktop starting alongside the server (prestart)" in job_log, job_log[-2000:]
+            assert sum("rcsc3_proxy.supervisor" in p for p in desktop_processes(user)) == 1, desktop_processes(user)
+            assert sum(p.split()[1].endswith(("Xvnc", "Xtigervnc")) for p in desktop_processes(user) if len(p.split()) > 1) == 1
 
             names = await steps.examples_listed(page)
             assert set(EXAMPLES) <= set(names), f"the example notebooks are not in ~/rcsc3-notebooks: {names}"
