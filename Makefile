@@ -5,14 +5,16 @@ VENV        ?= /opt/rcsc3/venv
 PY          := $(VENV)/bin/python
 SYSPYTHON   ?= /usr/bin/python3
 CHP         := /opt/rcsc3/node/bin/configurable-http-proxy
+ESBUILD     := /opt/rcsc3/node/bin/esbuild
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test venv install system-deps proxy lab users lint clean-lab benchmarks
 
-# Debian packages the venv and the tests need (Slurm & desktop packages come from `rcsc3 lab up`).
+# Debian packages the venv and the tests need (Slurm & desktop packages come from `rcsc3 lab up`;
+# novnc also here: `make install` builds the desktop page's one-file noVNC from it).
 # Node.js/npm count as present when the commands exist (some images ship them outside apt).
-SYSTEM_PACKAGES := python3 python3-venv python3-dev chromium chromium-driver sudo procps psmisc iproute2 curl
+SYSTEM_PACKAGES := python3 python3-venv python3-dev chromium chromium-driver sudo procps psmisc iproute2 curl novnc
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
@@ -38,6 +40,11 @@ install: venv
 	install -m 644 rcsc3_proxy/ipp/ipcluster_config.py $(VENV)/etc/ipython/
 	install -D -m 644 rcsc3_proxy/share/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	install -D -m 644 rcsc3_proxy/share/lab/page_config.json $(VENV)/etc/jupyter/labconfig/page_config.json
+	@# the desktop page's noVNC as one file (esbuild from npm; without it the page loads ~45 modules)
+	@if command -v npm >/dev/null && [ -d /usr/share/novnc ]; then \
+	  test -x $(ESBUILD) || npm install --silent --no-audit --no-fund --prefix /opt/rcsc3/node -g esbuild@0.24 </dev/null; \
+	  $(VENV)/bin/rcsc3 novnc-bundle --esbuild $(ESBUILD) </dev/null || true; \
+	fi
 	chmod -R a+rX $(VENV)
 
 proxy: | system-deps

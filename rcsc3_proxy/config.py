@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default, validate
@@ -74,6 +75,16 @@ class RemoteDesktop(Configurable):
         "/usr/share/novnc",
         help="Directory of the noVNC client (its core/ and vendor/ ES modules); Debian's `novnc` package by default.",
     ).tag(config=True)
+
+    novnc_bundle_dir = Unicode(
+        help="Where `rcsc3 novnc-bundle` put the one-file noVNC client built from novnc_path's modules "
+        "(used when its name matches the installed modules; else the page loads the modules one by one). "
+        "Default: {sys.prefix}/share/rcsc3/novnc.",
+    ).tag(config=True)
+
+    @default("novnc_bundle_dir")
+    def _default_novnc_bundle_dir(self) -> str:
+        return os.path.join(sys.prefix, "share", "rcsc3", "novnc")
 
     prestart = Bool(
         help="Start the desktop in the background when the Jupyter server starts, so the first click is warm. "

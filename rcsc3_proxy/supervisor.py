@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil, web
 
-from . import procs
+from . import novnc, procs
 from .config import HERE, RemoteDesktop
 from .manager import DesktopManager
 from .paths import RuntimePaths
@@ -55,10 +54,11 @@ class PageHandler(_Base):
 
     def get(self) -> None:
         s = self.desktop.settings
+        prefix = f"novnc/{self.settings['novnc_version']}/"
         cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status(),
-               "novnc": f"novnc/{self.settings['novnc_version']}/"}
+               "rfb": prefix + self.settings["novnc_rfb"]}
         self.render("index.html", cfg_json=json.dumps(cfg).replace("</", "<\\/"), status=self.desktop.status(),
-                    preload=self.settings["novnc_modules"], novnc=cfg["novnc"], css=self.settings["page_css"])
+                    preload=self.settings["novnc_preload"], novnc=prefix, css=self.settings["page_css"])
 
 
 class StatusHandler(_Base):
@@ -106,26 +106,18 @@ class NoVNCHandler(web.StaticFileHandler):
             self.set_header("Cache-Control", f"private, max-age={self.cache_time}, immutable")
 
 
-def novnc_modules(novnc: Path) -> list[str]:
-    """Every ES module of noVNC, for <link rel=modulepreload>: one parallel round of fetches
-    instead of a waterfall as deep as noVNC's import graph (about 5 levels)."""
-    return sorted(str(p.relative_to(novnc)) for sub in ("core", "vendor/pako") for p in (novnc / sub).rglob("*.js"))
-
-
-def novnc_version(novnc: Path, modules: list[str]) -> str:
-    """A short hash of the installed noVNC modules (names, sizes, mtimes): the cache key in their URLs."""
-    h = hashlib.sha1()
-    for m in modules:
-        st = (novnc / m).stat()
-        h.update(f"{m}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:12]
-
-
 def make_app(desktop: DesktopManager) -> web.Application:
     static = HERE / "static"
-    novnc = Path(desktop.settings.novnc_path)
-    modules = novnc_modules(novnc) if novnc.is_dir() else []
-    version = novnc_version(novnc, modules)
+    novnc_dir = Path(desktop.settings.novnc_path)
+    modules = novnc.modules(novnc_dir) if novnc_dir.is_dir() else []
+    version = novnc.version(novnc_dir, modules)
+    bundle = novnc.find_bundle(Path(desktop.settings.novnc_bundle_dir), version)
+    # the page imports one module: the bundle when one was built from exactly these modules
+    # (one request), else noVNC's own rfb.js, all its modules preloaded in one parallel round
+    rfb, preload = (bundle.name, [bundle.name]) if bundle else ("core/rfb.js", modules)
+    if bundle is None and modules:
+        log.info("no noVNC bundle for these modules in %s (rcsc3 novnc-bundle): loading %d modules",
+                 desktop.settings.novnc_bundle_dir, len(modules))
     return web.Application(
         [
             (r"/", PageHandler),
@@ -134,14 +126,17 @@ def make_app(desktop: DesktopManager) -> web.Application:
             # static_url() makes relative "static/..." links (we live under a proxy prefix),
             # so the route is spelled out rather than derived from static_url_prefix.
             (r"/static/(.*)", web.StaticFileHandler, {"path": str(static)}),
-            (rf"/novnc/{version}/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc), "cache_time": 365 * 86400}),
-            (r"/novnc/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc), "cache_time": 3600}),
+            (rf"/novnc/{version}/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc_dir), "cache_time": 365 * 86400}),
+            (rf"/novnc/{version}/(rfb-{version}\.js)", NoVNCHandler,
+             {"path": desktop.settings.novnc_bundle_dir, "cache_time": 365 * 86400}),
+            (r"/novnc/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc_dir), "cache_time": 3600}),
         ],
         template_path=str(static),
         static_path=str(static),
         static_url_prefix="static/",
         desktop=desktop,
-        novnc_modules=modules,
+        novnc_preload=preload,
+        novnc_rfb=rfb,
         novnc_version=version,
         # inlined in the page: no extra request, and the page's first script can measure the layout at once
         page_css=(static / "desktop.css").read_text(),

@@ -2,7 +2,7 @@
 // with clipboard, reconnect, quality/compression sliders and a status line.
 const cfg = JSON.parse(document.getElementById('rcsc3-config').textContent);
 // noVNC lives under a versioned path (cached for good by the browser): the same URLs the page preloads.
-const { default: RFB } = await import(new URL(`${cfg.novnc}core/rfb.js`, document.baseURI).href);
+const { default: RFB } = await import(new URL(cfg.rfb, document.baseURI).href);
 const $ = (id) => document.getElementById(id);
 const HEADERS = { 'X-Rcsc3-Desktop': '1' };  // the API refuses POSTs without it (no cross-site forms)
 const params = new URLSearchParams(location.search);
