@@ -37,6 +37,7 @@ STEPS = [
     ("login", "login (type, Sign in -> spawn form)"),
     ("form_to_spawn_page", "form submit -> spawn page"),
     ("spawn_to_lab", "spawn page -> JupyterLab launcher"),
+    ("lab_page_to_launcher", "  of which JupyterLab page -> launcher"),
     ("click_to_desktop", "click Remote Desktop -> desktop pixels"),
     ("cell_to_output", "notebook cell -> map_sync output"),
 ]

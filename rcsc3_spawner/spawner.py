@@ -72,6 +72,12 @@ class RcSC3Spawner(SlurmSpawner):
         Bounds are further clipped to what Slurm reports for the partition.""",
     ).tag(config=True)
 
+    server_check_interval = Float(
+        0.05,
+        help="""Seconds between tries of the job's Jupyter server once it reported its port (until it
+        answers HTTP). A refused connection is cheap, and every tick here is time the student waits.""",
+    ).tag(config=True)
+
     singleuser_launcher = Unicode(
         "rcsc3-singleuser",
         help="""Program in the node venv's bin/ that reports the server's port to the hub and then runs
@@ -428,33 +434,44 @@ class RcSC3Spawner(SlurmSpawner):
         return node
 
     async def _wait_for_server(self) -> None:
-        """Wait for the port report, then for HTTP, failing at once if the job ends meanwhile."""
+        """Wait for the port report, then for HTTP, failing at once if the job ends meanwhile.
+
+        Once the port is known the server is tried every `server_check_interval` (a refused
+        connection costs nothing), while the job's state follows the shared poller's rounds.
+        """
         assert self._port_reported is not None
         deadline = time.monotonic() + self.server_up_timeout
         client = AsyncHTTPClient()
-        while True:
-            if time.monotonic() > deadline:
-                raise SpawnFailure(
-                    f"Job {self.job_id} runs but its Jupyter server did not answer in "
-                    f"{self.server_up_timeout:.0f} s; job cancelled.",
-                    await self._log_tail(),
-                )
-            if self._port_reported.is_set() and await self._server_answers(client):
-                return
-            job_state = asyncio.ensure_future(self.poller.refresh())
-            port = asyncio.ensure_future(self._port_reported.wait())
-            waiters = [job_state] if self._port_reported.is_set() else [job_state, port]
-            await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            port.cancel()
-            if job_state.done():
-                info = self.poller.get(self.job_id)
-                if info is GONE or (isinstance(info, JobInfo) and not info.running):
-                    state = info.state if isinstance(info, JobInfo) else "finished"
+        job_state: asyncio.Future | None = None
+        try:
+            while True:
+                if time.monotonic() > deadline:
                     raise SpawnFailure(
-                        f"Job {self.job_id} ended ({state}) before its Jupyter server answered.",
+                        f"Job {self.job_id} runs but its Jupyter server did not answer in "
+                        f"{self.server_up_timeout:.0f} s; job cancelled.",
                         await self._log_tail(),
                     )
-            else:
+                if self._port_reported.is_set() and await self._server_answers(client):
+                    return
+                if job_state is not None and job_state.done():
+                    info = self.poller.get(self.job_id)
+                    if info is GONE or (isinstance(info, JobInfo) and not info.running):
+                        state = info.state if isinstance(info, JobInfo) else "finished"
+                        raise SpawnFailure(
+                            f"Job {self.job_id} ended ({state}) before its Jupyter server answered.",
+                            await self._log_tail(),
+                        )
+                    job_state = None
+                if job_state is None:
+                    job_state = asyncio.ensure_future(self.poller.refresh())
+                if self._port_reported.is_set():
+                    await asyncio.wait([job_state], timeout=self.server_check_interval)
+                else:
+                    port = asyncio.ensure_future(self._port_reported.wait())
+                    await asyncio.wait([job_state, port], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                    port.cancel()
+        finally:
+            if job_state is not None:
                 job_state.cancel()
 
     async def _server_answers(self, client: AsyncHTTPClient) -> bool:

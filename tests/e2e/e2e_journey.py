@@ -117,6 +117,8 @@ class Steps:
             raise AssertionError(f"JupyterLab did not load in 180 s; the spawn page's event log: {messages}")
         await ensure_launcher(page, 90)
         self._done("spawn_to_lab")
+        # of which JupyterLab's own page load (navigation start -> launcher shown)
+        self.timings["lab_page_to_launcher"] = float(await page.evaluate("performance.now()")) / 1000
         self.seen["progress"] = messages
         return messages
 
