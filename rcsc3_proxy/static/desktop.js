@@ -58,7 +58,14 @@ async function connect() {
     // the first time, the request the page started before the modules loaded
     const early = window.rcsc3Ready;
     window.rcsc3Ready = null;
-    st = await (early || api(`api/status?start=1&wait=1&geometry=${window.rcsc3Geometry()}`));
+    if (early && cfg.status.state === 'running') {
+      // the page was served by a desktop already running (prestart, a second tab, a reload):
+      // connect now rather than after another round trip through the proxies
+      early.catch(() => {});
+      st = cfg.status;
+    } else {
+      st = await (early || api(`api/status?start=1&wait=1&geometry=${window.rcsc3Geometry()}`));
+    }
   } catch (e) {
     return scheduleRetry(`server not reachable (${e.message})`);
   }
