@@ -25,7 +25,13 @@ def session_commands(user: str) -> str:
 def wait_session_up(server) -> None:
     server.wait_running()
     # wait for the session's own programs too: leftovers are mostly them
-    poll(lambda: all(name in session_commands(server.user) for name in SESSION), 60, "the xfce session")
+    try:
+        poll(lambda: all(name in session_commands(server.user) for name in SESSION), 60, "the xfce session")
+    except AssertionError as e:  # say what was there: this failed once in CI and never again locally
+        missing = [name for name in SESSION if name not in session_commands(server.user)]
+        raise AssertionError(f"{e}\nmissing {missing}; desktop status {server.status()}\n"
+                             f"processes of {server.user}:\n{session_commands(server.user)}\n"
+                             f"server log:\n{server.log_text()}") from None
 
 
 @pytest.mark.parametrize("bridge", ["raw", "websockify"])
