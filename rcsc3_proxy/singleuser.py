@@ -129,8 +129,10 @@ def preimport_jupyterlab() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    command = args[0] if args and not args[0].startswith("-") else "jupyterhub-singleuser"
-    server_args = args[1:] if args and not args[0].startswith("-") else args
+    # `rcsc3-singleuser [COMMAND] [SERVER ARGS...]`: COMMAND defaults to jupyterhub-singleuser
+    if not args or args[0].startswith("-"):
+        args.insert(0, "jupyterhub-singleuser")
+    command, server_args = args[0], args[1:]
 
     api_url = os.environ.get("JUPYTERHUB_API_URL", "")
     token = os.environ.get("JUPYTERHUB_API_TOKEN", "")

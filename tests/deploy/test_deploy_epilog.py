@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # polling.py
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # polling.py, procfs.py
 from polling import wait_until  # noqa: E402
+from procfs import user_proc_fields  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 EPILOG = ROOT / "hub_config" / "slurm" / "epilog.sh"
@@ -138,18 +139,8 @@ def job_state(job: str) -> str:
 
 def pids_of_job(uid: int, job: str) -> list[int]:
     """Processes of uid whose environment carries SLURM_JOB_ID=job (they keep it when they escape)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if entry.stat().st_uid != uid:
-                continue
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"SLURM_JOB_ID={job}".encode() in env:
-            found.append(int(entry.name))
+    marker = f"SLURM_JOB_ID={job}".encode()
+    found = [pid for pid, env in user_proc_fields(uid, "environ") if marker in env]
     return sorted(found)
 
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(HERE))
 
 from e2e_browser import CANVAS_COLOURS, UserBrowser, UserPage, by_css, by_text  # noqa: E402
 from hubproc import PASSWORD, user_jobs  # noqa: E402
+from procfs import user_proc_fields  # noqa: E402
 
 RESULT = "[0, 1, 4, 9, 16, 25, 36, 49]"
 CELL = ('import ipyparallel as ipp; cluster = ipp.Cluster(engines="srun", n=2); rc = cluster.start_and_connect_sync(); '
@@ -241,17 +242,8 @@ def desktop_processes(user: str) -> list[str]:
 
 def vnc_sockets(user: str) -> list[str]:
     """The VNC unix socket paths of the user's running Xvnc servers, read from /proc (-rfbunixpath)."""
-    uid = pwd.getpwnam(user).pw_uid
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if proc.stat().st_uid != uid:
-                continue
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for _, argv in user_proc_fields(pwd.getpwnam(user).pw_uid, "cmdline"):
         for flag, value in zip(argv, argv[1:]):
             if flag == b"-rfbunixpath":
                 found.append(value.decode())
