@@ -3,9 +3,11 @@
 Debian's `novnc` package ships noVNC as ~45 ES modules. Through the hub's proxy and
 jupyter-server-proxy each costs a request, and on the lab node loading them took about
 0.5 s of the 0.75 s from the click to the desktop. `rcsc3 novnc-bundle` (run by `make
-install` when node's esbuild is there) joins them into one minified module, named after
-a hash of the installed modules: after an upgrade of Debian's noVNC the old bundle no
-longer matches and the page falls back to the modules until the bundle is built again.
+install` when node's esbuild is there) joins them into one minified classic script that
+sets `window.rcsc3NoVNC.default` to noVNC's RFB class, named after a hash of the installed
+modules: after an upgrade of Debian's noVNC the old bundle no longer matches and the page
+falls back to the modules until the bundle is built again. The page carries the bundle
+inline (see supervisor.py), so a first visit makes no request for noVNC at all.
 Nothing of noVNC is copied into rcsc3 itself; the bundle is made from what the node has.
 """
 
@@ -22,6 +24,8 @@ from pathlib import Path
 
 DEFAULT_BUNDLE_DIR = os.path.join(sys.prefix, "share", "rcsc3", "novnc")
 DEFAULT_ESBUILD = "/opt/rcsc3/node/bin/esbuild"
+#: Where the bundle puts noVNC's RFB class (as `.default`, like the module's default export).
+GLOBAL_NAME = "rcsc3NoVNC"
 
 
 def modules(novnc: Path) -> list[str]:
@@ -51,8 +55,22 @@ def find_bundle(bundle_dir: Path, novnc_version: str) -> Path | None:
         return None
 
 
+def inline_script(bundle: Path) -> str | None:
+    """The bundle's text, fit to go between <script> tags, or None if it cannot be (then the page loads it)."""
+    try:
+        text = bundle.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    # an HTML parser would end the script at "</script" whatever the JS means there, and
+    # "<!--" starts the legacy script-escape states; minified noVNC has neither today
+    if "</script" in text.lower() or "<!--" in text or not text.lstrip().startswith(f"var {GLOBAL_NAME}="):
+        return None
+    return text
+
+
 def build_bundle(novnc: Path, bundle_dir: Path, esbuild: str) -> Path:
-    """Bundle noVNC's RFB module (default export) into `bundle_dir`; returns the file written."""
+    """Bundle noVNC's RFB module into `bundle_dir` as one classic script setting
+    `window.rcsc3NoVNC.default`; returns the file written."""
     if not (novnc / "core" / "rfb.js").is_file():
         raise FileNotFoundError(f"{novnc}/core/rfb.js not found (apt-get install novnc)")
     bundle_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +79,8 @@ def build_bundle(novnc: Path, bundle_dir: Path, esbuild: str) -> Path:
     with tempfile.NamedTemporaryFile(dir=bundle_dir, suffix=".js.tmp", delete=False) as tmp:
         tmp_path = Path(tmp.name)
     try:
-        subprocess.run([esbuild, str(novnc / "core" / "rfb.js"), "--bundle", "--format=esm", "--minify",
+        subprocess.run([esbuild, str(novnc / "core" / "rfb.js"), "--bundle", "--format=iife",
+                        f"--global-name={GLOBAL_NAME}", "--minify",
                         "--log-level=warning", f"--outfile={tmp_path}"], check=True, stdin=subprocess.DEVNULL)
         tmp_path.chmod(0o644)
         os.replace(tmp_path, target)

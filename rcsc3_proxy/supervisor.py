@@ -50,15 +50,17 @@ class _Base(web.RequestHandler):
 
 class PageHandler(_Base):
     """The noVNC page. Its first script asks for the desktop at once (`api/status?start=1&geometry=`),
-    with the size of the browser's screen area, while noVNC's modules load."""
+    with the size of the browser's screen area; noVNC and the page's own script come inline with it."""
 
     def get(self) -> None:
         s = self.desktop.settings
         prefix = f"novnc/{self.settings['novnc_version']}/"
+        rfb = self.settings["novnc_rfb"]
         cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status(),
-               "rfb": prefix + self.settings["novnc_rfb"]}
+               "rfb": prefix + rfb if rfb else None}
         self.render("index.html", cfg_json=json.dumps(cfg).replace("</", "<\\/"), status=self.desktop.status(),
-                    preload=self.settings["novnc_preload"], novnc=prefix, css=self.settings["page_css"])
+                    preload=self.settings["novnc_preload"], novnc=prefix, css=self.settings["page_css"],
+                    inline_rfb=self.settings["novnc_inline"], app_js=self.settings["page_js"])
 
 
 class StatusHandler(_Base):
@@ -106,16 +108,27 @@ class NoVNCHandler(web.StaticFileHandler):
             self.set_header("Cache-Control", f"private, max-age={self.cache_time}, immutable")
 
 
+def _inline_js(path: Path) -> str:
+    text = path.read_text()
+    if "</script" in text.lower() or "<!--" in text:  # would end or bend the inline <script>
+        raise ValueError(f"{path} cannot be inlined in the page")
+    return text
+
+
 def make_app(desktop: DesktopManager) -> web.Application:
     static = HERE / "static"
     novnc_dir = Path(desktop.settings.novnc_path)
     modules = novnc.modules(novnc_dir) if novnc_dir.is_dir() else []
     version = novnc.version(novnc_dir, modules)
     bundle = novnc.find_bundle(Path(desktop.settings.novnc_bundle_dir), version)
-    # the page imports one module: the bundle when one was built from exactly these modules
-    # (one request), else noVNC's own rfb.js, all its modules preloaded in one parallel round
-    rfb, preload = (bundle.name, [bundle.name]) if bundle else ("core/rfb.js", modules)
-    if bundle is None and modules:
+    # The page carries noVNC inline when a bundle was built from exactly these modules: a first
+    # visit then makes no request at all before the websocket (each request through the hub's
+    # proxy and jupyter-server-proxy cost ~30-60 ms here); ~150 KB more per page load, which a
+    # repeat visit pays in well under the round trip it saves. Else noVNC's own rfb.js, all its
+    # modules preloaded in one parallel round.
+    inline = novnc.inline_script(bundle) if bundle else None
+    rfb, preload = (None, []) if inline else ("core/rfb.js", modules)
+    if inline is None and modules:
         log.info("no noVNC bundle for these modules in %s (rcsc3 novnc-bundle): loading %d modules",
                  desktop.settings.novnc_bundle_dir, len(modules))
     return web.Application(
@@ -127,8 +140,6 @@ def make_app(desktop: DesktopManager) -> web.Application:
             # so the route is spelled out rather than derived from static_url_prefix.
             (r"/static/(.*)", web.StaticFileHandler, {"path": str(static)}),
             (rf"/novnc/{version}/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc_dir), "cache_time": 365 * 86400}),
-            (rf"/novnc/{version}/(rfb-{version}\.js)", NoVNCHandler,
-             {"path": desktop.settings.novnc_bundle_dir, "cache_time": 365 * 86400}),
             (r"/novnc/((?:core|vendor)/.*)", NoVNCHandler, {"path": str(novnc_dir), "cache_time": 3600}),
         ],
         template_path=str(static),
@@ -137,9 +148,11 @@ def make_app(desktop: DesktopManager) -> web.Application:
         desktop=desktop,
         novnc_preload=preload,
         novnc_rfb=rfb,
+        novnc_inline=inline,
         novnc_version=version,
         # inlined in the page: no extra request, and the page's first script can measure the layout at once
         page_css=(static / "desktop.css").read_text(),
+        page_js=_inline_js(static / "desktop.js"),
     )
 
 

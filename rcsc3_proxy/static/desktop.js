@@ -1,14 +1,13 @@
 // The Remote Desktop page: one noVNC viewer, resized to the browser window,
 // with clipboard, reconnect, quality/compression sliders and a status line.
 const cfg = JSON.parse(document.getElementById('rcsc3-config').textContent);
-// noVNC lives under a versioned path (cached for good by the browser): the same URLs the page preloads.
-const { default: RFB } = await import(new URL(cfg.rfb, document.baseURI).href);
+// noVNC: the bundle the page carries inline, or its modules under a versioned path (the URLs the page preloads).
+const RFB = window.rcsc3NoVNC ? window.rcsc3NoVNC.default : (await import(new URL(cfg.rfb, document.baseURI).href)).default;
 const $ = (id) => document.getElementById(id);
 const HEADERS = { 'X-Rcsc3-Desktop': '1' };  // the API refuses POSTs without it (no cross-site forms)
-const params = new URLSearchParams(location.search);
 
 // Exposed for tests and curious students: what the page is doing right now.
-const state = window.rcsc3Desktop = { phase: 'loading', status: cfg.status, connects: 0, rfb: null };
+const state = window.rcsc3Desktop = { phase: 'loading', status: cfg.status, connects: 0, rfb: null, earlyChannel: false };
 
 let rfb = null;
 let closing = false;
@@ -40,15 +39,6 @@ async function api(path, method = 'GET') {
   return r.json();
 }
 
-function wsUrl() {
-  // jupyter-server-proxy's desktop-vnc entry: raw into Xvnc's socket, or on to websockify (setting "bridge").
-  const u = new URL('../desktop-vnc/', location.href);
-  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-  u.search = '';
-  if (params.get('token')) u.searchParams.set('token', params.get('token'));  // plain jupyter server auth
-  return u.href;
-}
-
 async function connect() {
   clearTimeout(retryTimer);
   if (rfb) { rfb.disconnect(); rfb = null; }
@@ -76,7 +66,13 @@ async function connect() {
   setStatus(`Connecting · ${describe(st)}`);
   state.phase = 'connecting';
   const options = st.password ? { credentials: { password: st.password } } : {};
-  rfb = new RFB($('screen'), wsUrl(), options);
+  // the websocket the page opened while noVNC loaded, if the desktop was running then and it is still up
+  const early = window.rcsc3EarlyChannel;
+  window.rcsc3EarlyChannel = null;
+  const channel = early && early.readyState <= WebSocket.OPEN ? early : window.rcsc3WsUrl();
+  if (early && channel !== early) early.close();
+  state.earlyChannel = channel === early;
+  rfb = new RFB($('screen'), channel, options);
   state.rfb = rfb;
   rfb.resizeSession = true;     // the X screen follows the browser window
   rfb.scaleViewport = false;

@@ -37,4 +37,11 @@ async def test_the_page_shows_the_desktop(server_factory, bridge):
         # the "Reconnect" button gives a fresh connection that works again
         await page.evaluate("document.getElementById('reconnect').click()")
         await page.wait_for(f"{PHASE} === 'connected' && window.rcsc3Desktop.connects >= 2", 30)
+        # a visit while the desktop runs (a reload; prestart): the page opened the websocket before noVNC
+        # was parsed and handed it over with the server's first RFB bytes; the desktop still shows
+        await page.evaluate("location.reload()")
+        await page.wait_for(f"{PHASE} === 'connected' && window.rcsc3Desktop.connects === 1", 30)
+        assert await page.evaluate("window.rcsc3Desktop.earlyChannel") is True
+        colours, _ = await page.wait_for(f"(({CANVAS_COLOURS}) > 100) && ({CANVAS_COLOURS})", 30)
+        assert colours > 100
         page.close()

@@ -36,13 +36,26 @@ def test_bundle_is_one_module_named_after_the_modules_it_was_built_from(novnc_co
     version = novnc.version(novnc_copy)
     assert built.name == f"rfb-{version}.js" and novnc.find_bundle(out, version) == built
     text = built.read_text()
-    assert re.search(r"export\s*\{\s*\w+ as default\s*\}", text), text[-300:]
-    assert "import " not in text[:2000]  # nothing left to fetch: every module is inside
+    # one classic script (the page carries it inline) that hands noVNC's RFB class over as a global
+    assert text.startswith(f"var {novnc.GLOBAL_NAME}=") and novnc.inline_script(built) == text
+    assert "import " not in text[:2000] and "export{" not in text.replace(" ", "")  # nothing left to fetch
     # an upgraded noVNC (another hash) does not use the old bundle; rebuilding replaces it
     (novnc_copy / "core" / "rfb.js").write_text((novnc_copy / "core" / "rfb.js").read_text() + "\n// upgraded\n")
     assert novnc.version(novnc_copy) != version and novnc.find_bundle(out, novnc.version(novnc_copy)) is None
     rebuilt = novnc.build_bundle(novnc_copy, out, ESBUILD)
     assert [p.name for p in out.iterdir()] == [rebuilt.name]
+
+
+def test_a_bundle_that_would_break_the_page_is_not_inlined(tmp_path):
+    good = tmp_path / "good.js"
+    good.write_text(f"var {novnc.GLOBAL_NAME}=(()=>{{return {{default: 1}}}})();")
+    assert novnc.inline_script(good) == good.read_text()
+    for bad in (f'var {novnc.GLOBAL_NAME}=(()=>"</SCRIPT><script>alert(1)")();',  # would end the <script> early
+                f"var {novnc.GLOBAL_NAME}=(()=>'<!--')();",
+                "export{q as default};"):  # an ES module (an old bundle): not a classic script
+        (tmp_path / "bad.js").write_text(bad)
+        assert novnc.inline_script(tmp_path / "bad.js") is None, bad
+    assert novnc.inline_script(tmp_path / "missing.js") is None
 
 
 def test_command_says_what_is_missing(tmp_path, capsys):
@@ -64,5 +77,6 @@ def test_without_a_matching_bundle_the_page_loads_the_modules(server_factory):
     preloads = re.findall(r'rel="modulepreload"[^>]*href="([^"]+)"', page)
     assert len(preloads) > 30 and any(p.endswith("/core/rfb.js") for p in preloads), preloads
     assert '"rfb": "novnc/' in page and '/core/rfb.js"' in page
+    assert "var rcsc3NoVNC=" not in page  # nothing inline: the modules load
     r = requests.get(server.url(f"desktop/{preloads[0]}"), timeout=20)
     assert r.status_code == 200 and "immutable" in r.headers["Cache-Control"]
