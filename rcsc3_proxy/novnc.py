@@ -55,15 +55,20 @@ def find_bundle(bundle_dir: Path, novnc_version: str) -> Path | None:
         return None
 
 
+def fits_in_script_tag(js: str) -> bool:
+    """Whether JavaScript can go between <script> tags as it is: an HTML parser ends the script
+    at "</script" whatever the JS means there, and "<!--" starts the legacy script-escape states."""
+    return "</script" not in js.lower() and "<!--" not in js
+
+
 def inline_script(bundle: Path) -> str | None:
     """The bundle's text, fit to go between <script> tags, or None if it cannot be (then the page loads it)."""
     try:
         text = bundle.read_text()
     except (OSError, UnicodeDecodeError):
         return None
-    # an HTML parser would end the script at "</script" whatever the JS means there, and
-    # "<!--" starts the legacy script-escape states; minified noVNC has neither today
-    if "</script" in text.lower() or "<!--" in text or not text.lstrip().startswith(f"var {GLOBAL_NAME}="):
+    # minified noVNC has neither "</script" nor "<!--" today; an old ESM bundle is no classic script
+    if not fits_in_script_tag(text) or not text.lstrip().startswith(f"var {GLOBAL_NAME}="):
         return None
     return text
 

@@ -110,7 +110,7 @@ class NoVNCHandler(web.StaticFileHandler):
 
 def _inline_js(path: Path) -> str:
     text = path.read_text()
-    if "</script" in text.lower() or "<!--" in text:  # would end or bend the inline <script>
+    if not novnc.fits_in_script_tag(text):
         raise ValueError(f"{path} cannot be inlined in the page")
     return text
 
