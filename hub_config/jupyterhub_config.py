@@ -36,6 +36,12 @@ def landing_page(handler):
 
 c.JupyterHub.default_url = landing_page
 c.JupyterHub.named_server_limit_per_user = 2
+# The spawn page right after "Start". By default the hub holds the form's answer for a second
+# (an API spawn's for up to 10 s) in case the server is up by then, which a Slurm job never is.
+# Within 0.3 s bad options are refused (the form again, or 400 from the REST API) and so,
+# normally, is a job sbatch refuses; later errors show on the spawn page (progress events).
+# An API spawn that is under way answers 202; clients follow .../server/progress.
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0.3}
 
 c.JupyterHub.spawner_class = "rcsc3"
 # The lab's node is this machine: the server listens on loopback only.

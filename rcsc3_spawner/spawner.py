@@ -34,7 +34,7 @@ from .options import OptionError, SpawnRequest, form_to_options, parse_spawn_opt
 from .poller import GONE, JobInfo, shared_poller
 from .profiles import DEFAULT_PROFILES, Profile, ProfileError, human_walltime, parse_profiles
 from .script import JobSpec, ScriptError, render_batch_script
-from .slurm_info import shared_cache
+from .slurm_info import ClusterInfo, shared_cache
 
 api.install()
 
@@ -263,7 +263,14 @@ class RcSC3Spawner(SlurmSpawner):
             raise web.HTTPError(400, str(e)) from None
 
     async def _validated_request(self) -> SpawnRequest:
-        cluster = await self.slurm_info.get()
+        # First against the profiles alone, before any await: the hub answers an API spawn once
+        # slow_spawn_timeout has passed (0.3 s in hub_config), and a malformed request must get
+        # its 400 then, not a 202, even when the Slurm limits below need a fresh scontrol.
+        # Slurm's limits only narrow the profiles' bounds, so this never refuses a good request.
+        self._parse_or_400(None)
+        return self._parse_or_400(await self.slurm_info.get())
+
+    def _parse_or_400(self, cluster: ClusterInfo | None) -> SpawnRequest:
         try:
             return parse_spawn_options(self.user_options, self.parsed_profiles, cluster)
         except OptionError as e:

@@ -116,6 +116,12 @@ c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = 2
 # Spawns the hub handles at once (sbatch calls); more wait with "too many users starting".
 c.JupyterHub.concurrent_spawn_limit = 50
+# The spawn page right after "Start". By default the hub holds the form's answer for a second
+# (an API spawn's for up to 10 s) in case the server is up by then, which a Slurm job never is.
+# Within 0.3 s bad options are refused (the form again, or 400 from the REST API) and so,
+# normally, is a job sbatch refuses; later errors show on the spawn page (progress events).
+# An API spawn that is under way answers 202; clients follow .../server/progress.
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0.3}
 
 # ---------------------------------------------------------------- the spawner
 # RcSC3Spawner (entry point "rcsc3"): each server is a Slurm job on the GPU partition.

@@ -131,6 +131,29 @@ def test_form_rejects_bad_value_and_shows_the_form_again(stopped):
     assert user_jobs("student2") == []
 
 
+def test_slurm_refusing_the_job_shows_its_reason_to_the_student(stopped):
+    # An inactive partition makes sbatch itself fail, at once.
+    subprocess.run(["scontrol", "update", "PartitionName=cpu", "State=INACTIVE"], check=True)
+    try:
+        c = stopped["student2"]
+        c.session.get(f"{c.base}/hub/spawn", timeout=20)
+        xsrf = c.session.cookies.get("_xsrf", path="/hub/") or c.session.cookies.get("_xsrf")
+        r = c.session.post(f"{c.base}/hub/spawn", data={"profile": "cpu", "_xsrf": xsrf}, allow_redirects=False,
+                           timeout=30)
+        if r.status_code == 302:  # the refusal came after the hub's slow_spawn_timeout: the spawn page shows it
+            assert "/hub/spawn-pending/student2" in r.headers["Location"], r.headers
+            final = c.progress(timeout=60)[-1]
+            assert final.get("failed"), final
+            shown = final["message"]
+        else:  # within it: the form again, with the error above it
+            assert r.status_code >= 400 and 'name="profile"' in r.text, (r.status_code, r.text[:500])
+            shown = r.text
+        assert "Slurm refused the job" in shown and "partition not available" in shown, shown[:2000]
+        assert user_jobs("student2") == []
+    finally:
+        subprocess.run(["scontrol", "update", "PartitionName=cpu", "State=UP"], check=True)
+
+
 def test_port_report_accepts_only_a_port(stopped, hub):
     c = stopped["student3"]
     assert c.start({"profile": "cpu", "cpus": 1}).status_code in (201, 202)
