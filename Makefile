@@ -40,6 +40,7 @@ install: venv
 	install -m 644 rcsc3_proxy/ipp/ipcluster_config.py $(VENV)/etc/ipython/
 	install -D -m 644 rcsc3_proxy/share/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	install -D -m 644 rcsc3_proxy/share/lab/page_config.json $(VENV)/etc/jupyter/labconfig/page_config.json
+	install -D -m 644 rcsc3_proxy/share/server/jupyter_lab_config.json $(VENV)/etc/jupyter/jupyter_lab_config.json
 	@# the desktop page's noVNC as one file (esbuild from npm; without it the page loads ~45 modules)
 	@if command -v npm >/dev/null && [ -d /usr/share/novnc ]; then \
 	  test -x $(ESBUILD) || npm install --silent --no-audit --no-fund --prefix /opt/rcsc3/node -g esbuild@0.24 </dev/null; \

@@ -72,6 +72,8 @@ async def test_student_journey(idle, shots):
             # no "build recommended" check (rcsc3's labconfig/page_config.json): the page never asks for it
             page_config = "JSON.parse(document.getElementById('jupyter-config-data').textContent)"
             assert await page.evaluate(f"{page_config}.buildCheck") is False
+            # the Extension Manager lists extensions but offers no install (rcsc3's jupyter_lab_config.json)
+            assert await page.evaluate(f"{page_config}.extensionManager.can_install") is False
             assert not await page.evaluate(
                 "performance.getEntriesByType('resource').some(e => e.name.includes('/lab/api/build'))")
 
