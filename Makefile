@@ -67,7 +67,7 @@ test: lab users proxy
 	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS) </dev/null
 
 lint: install
-	$(VENV)/bin/ruff check rcsc3_spawner rcsc3_proxy tests benchmarks images hub_config
+	$(VENV)/bin/ruff check rcsc3_spawner rcsc3_proxy tests benchmarks images hub_config notebooks
 
 benchmarks: lab users proxy
 	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done
