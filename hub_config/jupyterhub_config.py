@@ -6,6 +6,8 @@ For a real cluster start from production/jupyterhub_config.py instead.
 
 import os
 
+from rcsc3_spawner.hub_log import slow_spawn_warnings_as_debug
+
 c = get_config()  # noqa: F821  (provided by JupyterHub's config loader)
 
 # Where students connect.
@@ -42,6 +44,8 @@ c.JupyterHub.named_server_limit_per_user = 2
 # normally, is a job sbatch refuses; later errors show on the spawn page (progress events).
 # An API spawn that is under way answers 202; clients follow .../server/progress.
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0.3}
+# Every spawn outlasts those 0.3 s: the hub's "is slow to start" warning goes to the debug log.
+slow_spawn_warnings_as_debug()
 
 c.JupyterHub.spawner_class = "rcsc3"
 # The lab's node is this machine: the server listens on loopback only.

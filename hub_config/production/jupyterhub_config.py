@@ -14,6 +14,8 @@ The demo configuration for one machine is ../jupyterhub_config.py.
 import os
 import socket
 
+from rcsc3_spawner.hub_log import slow_spawn_warnings_as_debug
+
 c = get_config()  # noqa: F821  (provided by JupyterHub's config loader)
 
 
@@ -122,6 +124,8 @@ c.JupyterHub.concurrent_spawn_limit = 50
 # normally, is a job sbatch refuses; later errors show on the spawn page (progress events).
 # An API spawn that is under way answers 202; clients follow .../server/progress.
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0.3}
+# Every spawn outlasts those 0.3 s: the hub's "is slow to start" warning goes to the debug log.
+slow_spawn_warnings_as_debug()
 
 # ---------------------------------------------------------------- the spawner
 # RcSC3Spawner (entry point "rcsc3"): each server is a Slurm job on the GPU partition.

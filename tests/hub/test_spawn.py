@@ -59,9 +59,12 @@ def test_form_defaults_spawn_and_round_trip_through_proxy(stopped, hub):
     r = c.session.get(f"{c.base}/hub/spawn", timeout=20)
     form = form_defaults(r.text, "gpu-desktop")  # the student clicks the GPU profile and Start
     form["_xsrf"] = c.session.cookies.get("_xsrf", path="/hub/") or c.session.cookies.get("_xsrf")
+    log_offset = len(hub.log_text())
     r = c.session.post(f"{c.base}/hub/spawn", data=form, allow_redirects=False, timeout=60)
     assert r.status_code == 302, r.text[:500]
     model = c.wait_ready(timeout=120)
+    # the spawn outlasted slow_spawn_timeout (0.3 s), as every Slurm spawn does: no warning for it
+    assert "is slow to start" not in hub.log_text()[log_offset:]
     assert model["user_options"] == {"profile": "gpu-desktop", "gpus": 1, "cpus": 2, "memory": 4, "walltime": "2:00"}
     [job] = user_jobs("student1")
     fmt = subprocess.run(["squeue", "-h", "-j", job, "-o", "%P|%b|%C|%l"], capture_output=True, text=True).stdout.strip()
