@@ -43,7 +43,7 @@ c.JupyterHub.named_server_limit_per_user = 2
 # Within 0.3 s bad options are refused (the form again, or 400 from the REST API) and so,
 # normally, is a job sbatch refuses; later errors show on the spawn page (progress events).
 # An API spawn that is under way answers 202; clients follow .../server/progress.
-c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0.3}
+c.JupyterHub.tornado_settings.update({"slow_spawn_timeout": 0.3})  # merges with a site's own settings
 # Every spawn outlasts those 0.3 s: the hub's "is slow to start" warning goes to the debug log.
 slow_spawn_warnings_as_debug()
 

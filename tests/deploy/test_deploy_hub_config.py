@@ -111,6 +111,8 @@ def test_config_loads_and_resolves(path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert app.cleanup_servers is False
     assert issubclass(app.authenticator_class, Authenticator)
     assert app.config.JupyterHub.spawner_class == "rcsc3"  # by entry point name, as the README says
+    # the spawn page comes right after "Start" (README: "The spawn form and the REST API")
+    assert app.tornado_settings["slow_spawn_timeout"] == 0.3
     assert_every_setting_exists(app)
     instantiate_without_warnings(app)
 
