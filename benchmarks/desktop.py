@@ -48,6 +48,9 @@ from cdp import CANVAS_COLOURS, Browser  # noqa: E402
 from conftest import TEST_USERS, kill_user_processes, poll, start_server, user_pids  # noqa: E402
 from rfb import RFBClient  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import describe as machine_now  # noqa: E402
+
 USER = "rdtest3"
 VISIBLE = f"(({CANVAS_COLOURS}) > 100)"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -257,6 +260,7 @@ async def main() -> int:
     wsk = Subject("rcsc3 bridge=websockify", False, "desktop-vnc/", {"bridge": "websockify"})
     pre = Subject("rcsc3 raw, prestart", False, "desktop-vnc/", {"bridge": "raw"}, {"RCSC3_DESKTOP_PRESTART": "1"})
 
+    print(machine_now(), flush=True)
     results: dict[str, dict] = {s.name: {"cold": []} for s in (stock, raw, wsk, pre)}
     for _ in range(args.runs):  # interleaved: the machine is shared, its load drifts
         for s in (stock, raw, wsk):
@@ -289,6 +293,7 @@ async def main() -> int:
           " CPU: proxy processes only")
     print("stock tool: its Xvnc ran with BlacklistThreshold=1000000 (benchmark only, ~/.vnc/config) so the"
           " benchmark's connections could not lock it out")
+    print(machine_now())
     return 0
 
 

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe as machine_now  # benchmarks/ (the script's directory)
+
 ENGINES = 2
 ITEMS = 1000
 
@@ -211,7 +213,9 @@ def main() -> int:
     elif args.measure_mandel:
         report_mandelbrot(args.size, args.rounds)
     else:
+        print(machine_now(), flush=True)
         run_benchmark(args.rounds, args.size)
+        print(machine_now())
     return 0
 
 

@@ -14,7 +14,8 @@ a returning one (the example notebooks are there; the desktop prestarts at the s
 their browser showed it last time). Run 1 is printed on its own line.
 
 Usage: python benchmarks/journey.py [--runs 5] [--user student1]
-Prints per-step median/min/max and the two totals; target login -> desktop <= 8 s.
+Prints per-step median/min/max and the two totals; target login -> desktop <= 8 s. The
+machine's speed (benchmarks/machine.py) is printed before and after, and each run's CPU steal.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from e2e_browser import UserBrowser  # noqa: E402
 from e2e_journey import RESULT, Steps, cleaned_up, leftovers, remove_notebook, reset_workspace  # noqa: E402
 from hubproc import Hub, wait_until  # noqa: E402
+from machine import cpu_ticks, steal_since  # noqa: E402
+from machine import describe as machine_now  # noqa: E402
 
 STEPS = [
     ("login", "login (type, Sign in -> spawn form)"),
@@ -73,7 +76,8 @@ async def one_run(hub: Hub, user: str) -> dict[str, float]:
 def report(runs: list[dict[str, float]]) -> str:
     lines = [f"{'step':42s} {'median':>7s} {'min':>7s} {'max':>7s}   (s, {len(runs)} runs)"]
     rows = STEPS + [("login_to_desktop", "TOTAL login -> desktop visible"),
-                    ("login_to_map_sync", "TOTAL login -> first map_sync result")]
+                    ("login_to_map_sync", "TOTAL login -> first map_sync result"),
+                    ("steal_percent", "machine: CPU steal during the run, %")]
     for key, label in rows:
         values = [r[key] for r in runs]
         lines.append(f"{label:42s} {statistics.median(values):7.2f} {min(values):7.2f} {max(values):7.2f}")
@@ -88,6 +92,7 @@ async def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--user", default="student1")
     args = ap.parse_args()
+    print(machine_now(), flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="rcsc3-bench-journey-"))
     workdir.chmod(0o755)
     hub = Hub(workdir)
@@ -100,12 +105,16 @@ async def main() -> int:
             client.wait_stopped(timeout=90)
         reset_workspace(args.user)
         for i in range(args.runs):
+            ticks = cpu_ticks()
             t = await one_run(hub, args.user)
+            # the VM's host takes CPU in bursts: this run's own share, to tell a disturbed run
+            t["steal_percent"] = steal_since(ticks)
             runs.append(t)
             print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()), flush=True)
     finally:
         hub.stop()
     print(report(runs))
+    print(machine_now())
     return 0
 
 

@@ -31,6 +31,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from hubproc import Hub, user_jobs, wait_until  # noqa: E402
+from machine import describe as machine_now  # noqa: E402
 
 ROUNDS = int(os.environ.get("RCSC3_BENCH_ROUNDS", "5"))
 VENV = Path(sys.executable).parent.parent
@@ -169,6 +170,7 @@ def main() -> int:
     workdir.chmod(0o755)
     if "--poll-only" in sys.argv:
         return poll_section(workdir)
+    print(machine_now(), flush=True)
     print(f"== spawn / stop on one hub, {ROUNDS} alternating rounds each (lab Slurm, {os.cpu_count()} cores)")
     res = latency(workdir)
     print()
@@ -177,6 +179,7 @@ def main() -> int:
             print(f"{what:5s} {kind:5s}: {stats(res[kind][what])}")
         ratio = statistics.median(res["rcsc3"][what]) / statistics.median(res["stock"][what])
         print(f"{what:5s} ratio rcsc3/stock (medians): {ratio:.2f}")
+    print(machine_now())
     if "--spawn-only" in sys.argv:
         return 0
     return poll_section(workdir)
