@@ -63,6 +63,13 @@ def remember_geometry(geometry: str) -> None:
         log.debug("could not remember the desktop size in %s: %s", path, e)
 
 
+#: A session that exits with an error (status 1-127) this soon after it started failed to start;
+#: it was not logged out of.
+SESSION_EARLY_EXIT = 10.0
+#: Times such a session is started again (on the same display) before the desktop is closed.
+SESSION_RETRIES = 2
+
+
 class StartError(RuntimeError):
     """One start attempt failed; the message is meant for the student's page."""
 
@@ -83,6 +90,8 @@ class DesktopManager:
         self.gl = gl.choose(self.env, settings.vglrun or None)
         self._xvnc: subprocess.Popen | None = None
         self._session: subprocess.Popen | None = None
+        self._session_started = 0.0
+        self._session_retries = 0
         self._websockify: subprocess.Popen | None = None
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Condition()
@@ -147,6 +156,7 @@ class DesktopManager:
             self._task.cancel()
         procs.kill_tree(grace=self.settings.stop_grace)
         self._remove_x_leftovers()
+        procs.remove_stale_ice_sockets()  # the session's, if it had to be SIGKILLed (see _start_session)
         self._xvnc = self._session = self._websockify = None
         self.display = None
         self.password = None
@@ -161,7 +171,21 @@ class DesktopManager:
             log.warning("Xvnc exited (%s): closing the desktop", code)
             self.stop("the VNC server exited")
         elif self._session is not None and pid == self._session.pid:
-            log.info("the desktop session ended (%s): closing the desktop", code)
+            early = time.monotonic() - self._session_started < SESSION_EARLY_EXIT
+            # 1-127: the session failed by itself (128+N: a signal ended it, e.g. someone killed it)
+            if 0 < code < 128 and early and self._session_retries < SESSION_RETRIES:
+                # e.g. xfce4-session's ICE socket /tmp/.ICE-unix/<its pid> is taken by another user's
+                # stale one (sticky dir: it cannot remove it) and it exits: a new pid gets a new name
+                self._session_retries += 1
+                log.warning("the desktop session exited at once (%s); starting it again (%d/%d); session.log: %s",
+                            code, self._session_retries, SESSION_RETRIES, self._log_tail("session.log", lines=8))
+                self._start_session()
+                return
+            if code == 0:
+                log.info("the desktop session ended (logged out): closing the desktop")
+            else:  # not a logout: say why, from the session's own output
+                log.warning("the desktop session exited (%s): closing the desktop; session.log: %s",
+                            code, self._log_tail("session.log", lines=8))
             self.stop("the session ended (logged out)")
         elif self._websockify is not None and pid == self._websockify.pid:
             log.warning("websockify exited (%s): closing the desktop", code)
@@ -243,10 +267,19 @@ class DesktopManager:
             os.close(r)
         if self.server.unix_socket and not os.path.exists(self.paths.vnc_socket):
             raise StartError(f"Xvnc did not create {self.paths.vnc_socket}")
-        self._session = self._spawn(gl.session_command(self.gl, list(self.settings.xstartup)), "session.log",
-                                    env=self._session_env(), cwd=os.path.expanduser("~"))
+        self._session_retries = 0
+        self._start_session()
         if bridge_ready is not None:
             await self._wait_websockify(bridge_ready)
+
+    def _start_session(self) -> None:
+        # Our own stale session-manager sockets (a session SIGKILLed earlier) go first: left in the
+        # shared sticky /tmp/.ICE-unix, one would end another user's session that gets its pid.
+        for path in procs.remove_stale_ice_sockets():
+            log.info("removed a stale session-manager socket %s", path)
+        self._session_started = time.monotonic()
+        self._session = self._spawn(gl.session_command(self.gl, list(self.settings.xstartup)), "session.log",
+                                    env=self._session_env(), cwd=os.path.expanduser("~"))
 
     def websockify_command(self) -> list[str]:
         """The stock websockify, on a 0600 unix socket in the private dir, bridging to Xvnc's RFB socket."""

@@ -119,3 +119,36 @@ def _is_zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat[stat.rfind(")") + 2] in "ZX"
+
+
+#: Where libICE puts a session manager's listening socket, named after its pid (compiled into libICE).
+ICE_DIR = "/tmp/.ICE-unix"
+
+
+def remove_stale_ice_sockets(ice_dir: str = ICE_DIR, uid: int | None = None) -> list[str]:
+    """Remove this user's ICE sockets whose process is gone; return their paths.
+
+    xfce4-session listens on `/tmp/.ICE-unix/<its pid>`, and a session killed with SIGKILL
+    (a grace period that ran out, a job's end) leaves that socket behind. libICE unlinks a
+    stale socket of its own user before listening, but the directory is sticky: when a later
+    xfce4-session of *another* user gets that pid, it cannot remove it, cannot listen ("server
+    already running") and exits at once. So each user removes their own; the Slurm epilog
+    removes a finished job's.
+    """
+    uid = os.getuid() if uid is None else uid
+    removed = []
+    try:
+        entries = list(os.scandir(ice_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != uid or os.path.exists(f"/proc/{entry.name}"):
+                continue
+            os.unlink(entry.path)
+            removed.append(entry.path)
+        except OSError:
+            continue
+    return removed

@@ -333,6 +333,25 @@ def prepare_dirs() -> None:
     LOG_DIR.chmod(0o755)
 
 
+#: The shared X11 and ICE socket directories, as systemd-tmpfiles makes them (x11.conf) on a booted node
+X_SOCKET_DIRS = ("/tmp/.X11-unix", "/tmp/.ICE-unix")
+
+
+def ensure_x_socket_dirs() -> None:
+    """Make /tmp/.X11-unix and /tmp/.ICE-unix root-owned 1777, as on a node booted with systemd.
+
+    Without systemd (this lab, containers) the first desktop would create them as its student,
+    and the owner of a sticky directory may delete everyone's sockets in it.
+    """
+    for d in X_SOCKET_DIRS:
+        path = Path(d)
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise LabError(f"{d} is not a directory: remove it and run `rcsc3 lab up` again")
+        path.mkdir(exist_ok=True)
+        os.chown(path, 0, 0)
+        path.chmod(0o1777)
+
+
 def start_slurm(shape: NodeShape, state: dict, conf_changed: bool) -> None:
     prepare_dirs()
     ctld_pids = pids_of("slurmctld")
@@ -381,6 +400,7 @@ def lab_up(install: bool = True, epilog: Path | None = None) -> None:
     state = load_state()
     shape = detect_node()
     ensure_gpu_devices(shape, state)
+    ensure_x_socket_dirs()
     save_state(state)
     conf_changed = False
     if conf_is_ours():

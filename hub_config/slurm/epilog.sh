@@ -2,7 +2,8 @@
 # rcsc3 Slurm epilog (runs as root on the node when a job ends; `rcsc3 lab up` installs it
 # as /etc/slurm/rcsc3-epilog.sh). It removes what a finished job's user left behind:
 # remote-desktop processes (Xvnc, the xfce session, dbus, agents), ipengine/ipcontroller
-# processes, X lock files and sockets, and rcsc3's private desktop runtime directories.
+# processes, X lock files and sockets, session-manager (ICE) sockets, and rcsc3's private
+# desktop runtime directories.
 #
 # * The user has no other job on this node: every process of the user here is killed.
 # * The user still has a job here: only processes that carry this job's SLURM_JOB_ID
@@ -89,6 +90,15 @@ for sock in /tmp/.X11-unix/X*; do
     [ -S "$sock" ] && [ "$(stat -c %u "$sock")" = "$uid" ] || continue
     n=${sock#/tmp/.X11-unix/X}
     [ -e "/tmp/.X$n-lock" ] && continue
+    grep -qxF -- "$sock" <<<"$listening" && continue
+    log "removing $sock"; rm -f "$sock"
+done
+
+# Session-manager (ICE) sockets /tmp/.ICE-unix/<pid> of the user's xfce4-session, left by a
+# session killed above. A later xfce4-session that gets the same pid cannot listen and exits,
+# ending that student's desktop at once. Removed when nothing listens on them any more.
+for sock in /tmp/.ICE-unix/[0-9]*; do
+    [ -S "$sock" ] && [ "$(stat -c %u "$sock")" = "$uid" ] || continue
     grep -qxF -- "$sock" <<<"$listening" && continue
     log "removing $sock"; rm -f "$sock"
 done

@@ -12,4 +12,7 @@ done
 install -d -o munge -g munge -m 0755 /run/munge
 runuser -u munge -- /usr/sbin/munged
 install -d -m 0755 /var/spool/slurmd /var/log/slurm
+# the shared X11/ICE socket dirs, root-owned as systemd-tmpfiles makes them on a booted node: the
+# first student's desktop would otherwise own them, and could delete everyone's sockets in them
+install -d -o root -g root -m 1777 /tmp/.X11-unix /tmp/.ICE-unix
 exec /usr/sbin/slurmd -D "$@"

@@ -10,6 +10,8 @@ does; the job leaves behind what a desktop and an engine set leave when they are
 * a "desktop supervisor", escaped the same way, listening on the lock-less socket
   /tmp/.X11-unix/X<M> (rcsc3's Xvnc uses -displayfd and writes no lock) and on web.sock
   in a private rcsc3 runtime dir /tmp/rcsc3-desktop-student3-*/ (0700, with vnc.sock);
+  It also listens on /tmp/.ICE-unix/<pid>, as xfce4-session does: killed, it leaves that
+  socket, and a later session given the same pid would exit at once;
 * an escaped "ipengine".
 
 The job is then stopped (plain `scancel`, and the hub's TERM-then-KILL), and a bounded
@@ -87,7 +89,8 @@ def x_server():
 
 def desktop_supervisor():
     os.mkdir(runtime, 0o700)
-    socks = [listen(f"/tmp/.X11-unix/X{m}"), listen(f"{runtime}/web.sock"), listen(f"{runtime}/vnc.sock")]
+    socks = [listen(f"/tmp/.X11-unix/X{m}"), listen(f"{runtime}/web.sock"), listen(f"{runtime}/vnc.sock"),
+             listen(f"/tmp/.ICE-unix/{os.getpid()}")]  # as xfce4-session does
     with open(f"{runtime}/Xauthority", "wb") as f:
         f.write(b"cookie")
     while socks:
@@ -155,6 +158,11 @@ def parent(pid: int) -> int:
 def slurm_tracked(job: str) -> set[int]:
     res = run(["scontrol", "listpids", job])
     return {int(line.split()[0]) for line in res.stdout.splitlines()[1:] if line.split() and line.split()[0].isdigit()}
+
+
+def ice_sockets(uid: int) -> set[Path]:
+    """The user's session-manager sockets /tmp/.ICE-unix/<pid>."""
+    return {p for p in Path("/tmp/.ICE-unix").glob("[0-9]*") if p.is_socket() and p.stat().st_uid == uid}
 
 
 def free_displays(count: int) -> list[int]:
@@ -267,6 +275,8 @@ def test_cancelled_job_leaves_nothing_behind(student3_idle, stop) -> None:
                     and lock.exists() and (runtime / "web.sock").exists() and len(pids_of_job(pw.pw_uid, job)) >= 4)
 
         poll(leftovers_ready, 120, f"job {job} to run and make its leftovers")
+        ice = {p for p in ice_sockets(pw.pw_uid) if int(p.name) in pids_of_job(pw.pw_uid, job)}
+        assert ice, f"the job's session-manager socket is missing: {ice_sockets(pw.pw_uid)}"
         # The X server, the supervisor and the engine escaped: Slurm tracks the batch step's
         # process tree only (proctrack/linuxproc), and they are neither in it nor children of it.
         tracked = slurm_tracked(job)
@@ -281,12 +291,12 @@ def test_cancelled_job_leaves_nothing_behind(student3_idle, stop) -> None:
 
         def all_gone():
             return (not job_state(job) and not pids_of_job(pw.pw_uid, job)
-                    and not any(p.exists() for p in (lock, x_sock, lockless_sock, runtime)))
+                    and not any(p.exists() for p in (lock, x_sock, lockless_sock, runtime, *ice)))
 
         try:
             poll(all_gone, 90, f"job {job} and everything it left to be gone")
         except pytest.fail.Exception:
-            left = {str(p): p.exists() for p in (lock, x_sock, lockless_sock, runtime)}
+            left = {str(p): p.exists() for p in (lock, x_sock, lockless_sock, runtime, *ice)}
             raise AssertionError(
                 f"left behind after the epilog: job state {job_state(job)!r}, processes {pids_of_job(pw.pw_uid, job)}, "
                 f"files {left}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,17 @@ def test_up_is_idempotent_and_status_ok(slurm_lab):
     assert (SLURM_CONF.stat().st_mtime, GRES_CONF.stat().st_mtime) == before
     status = rcsc3("lab", "status")
     assert status.returncode == 0 and "slurmctld:  up" in status.stdout and "interactive" in status.stdout
+
+
+def test_up_makes_the_shared_x_socket_dirs_root_owned(slurm_lab):
+    # as systemd-tmpfiles does on a booted node: a student owning one could delete everyone's sockets in it
+    ice = Path("/tmp/.ICE-unix")
+    os.chown(ice, 65534, 65534)  # as if "nobody"'s desktop had made it first
+    res = rcsc3("lab", "up", "--no-install")
+    assert res.returncode == 0, res.stderr
+    for d in ("/tmp/.X11-unix", "/tmp/.ICE-unix"):
+        st = os.stat(d)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o1777), (d, st)
 
 
 def test_gpu_gres_sets_cuda_visible_devices(slurm_lab):

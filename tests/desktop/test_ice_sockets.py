@@ -1,0 +1,105 @@
+"""A desktop session that dies at once is started again; stale session-manager sockets are removed.
+
+Seen in CI and in a loop of the lifecycle tests (about one desktop start in 25): xfce4-session
+listens on /tmp/.ICE-unix/<its pid>. libICE unlinks a stale socket of its own user first, but
+the directory is sticky: when the pid's stale socket belongs to another user (a session
+SIGKILLed earlier), the new session cannot listen and exits ("Unable to establish ICE
+listeners"). The lab machine had ~1400 such sockets for a pid_max of 32768.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import poll, user_processes
+
+from rcsc3_proxy.procs import remove_stale_ice_sockets
+
+XSTARTUP = Path(__file__).resolve().parents[2] / "rcsc3_proxy" / "share" / "xstartup"
+FAILING_SESSION = """#!/bin/sh
+# test session: {mode}
+mark="$HOME/.rcsc3-test-session-failed"
+if [ "{mode}" = always ] || [ ! -e "$mark" ]; then
+    : > "$mark"
+    echo "Unable to establish ICE listeners (test: a session that exits at once)" >&2
+    exit 1
+fi
+rm -f "$mark"
+exec /bin/sh {xstartup}
+"""
+
+
+def _socket_file(path: Path, uid: int) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # closed without unlink: what a killed session leaves
+    os.chown(path, uid, uid)
+
+
+def _dead_pids(count: int) -> list[int]:
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    free = (p for p in range(pid_max - 1, 300, -1) if not Path(f"/proc/{p}").exists())
+    return [next(free) for _ in range(count)]
+
+
+def test_only_our_sockets_of_gone_processes_are_removed(tmp_path):
+    me, other = os.getuid(), pwd.getpwnam("rdtest2").pw_uid
+    dead, dead_too = _dead_pids(2)
+    ours_dead, ours_alive, not_a_pid = tmp_path / str(dead), tmp_path / str(os.getpid()), tmp_path / "x"
+    theirs_dead = tmp_path / str(dead_too)
+    for path, uid in ((ours_dead, me), (ours_alive, me), (not_a_pid, me), (theirs_dead, other)):
+        _socket_file(path, uid)
+    assert remove_stale_ice_sockets(str(tmp_path)) == [str(ours_dead)]
+    assert not ours_dead.exists() and ours_alive.exists() and not_a_pid.exists() and theirs_dead.exists()
+    assert remove_stale_ice_sockets(str(tmp_path / "missing")) == []
+
+
+@pytest.fixture
+def script_dir():
+    """A directory the test user can read (pytest's tmp_path is root's, 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="rcsc3-test-session-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _session_script(directory: Path, mode: str) -> list[str]:
+    script = directory / "xstartup"
+    script.write_text(FAILING_SESSION.format(mode=mode, xstartup=XSTARTUP))
+    script.chmod(0o755)
+    return ["/bin/sh", str(script)]
+
+
+def test_a_session_that_exits_at_once_is_started_again(server_factory, script_dir):
+    home = Path(pwd.getpwnam("rdtest3").pw_dir)
+    try:
+        server = server_factory("rdtest3", config={"xstartup": _session_script(script_dir, "once")},
+                                env={"RCSC3_DESKTOP_PRESTART": "1"})
+        server.wait_running()
+        poll(lambda: "xfce4-session" in user_processes("rdtest3") and "xfwm4" in user_processes("rdtest3"), 60,
+             "the xfce session, started again")
+        assert server.status()["state"] == "running", server.status()
+        log = server.log_text()
+        assert "the desktop session exited at once (1); starting it again (1/2)" in log, log
+        assert "Unable to establish ICE listeners (test" in log  # the session's own words, for the admin
+    finally:
+        (home / ".rcsc3-test-session-failed").unlink(missing_ok=True)
+
+
+def test_a_session_that_keeps_exiting_closes_the_desktop_with_its_reason(server_factory, script_dir):
+    home = Path(pwd.getpwnam("rdtest3").pw_dir)
+    try:
+        server = server_factory("rdtest3", config={"xstartup": _session_script(script_dir, "always")},
+                                env={"RCSC3_DESKTOP_PRESTART": "1"})
+        poll(lambda: "(2/2)" in server.log_text() and server.status()["state"] == "stopped", 60,
+             "the desktop to close after the session's second restart")
+        log = server.log_text()
+        assert "the desktop session exited (1): closing the desktop" in log, log
+        assert "Unable to establish ICE listeners (test" in log
+    finally:
+        (home / ".rcsc3-test-session-failed").unlink(missing_ok=True)
