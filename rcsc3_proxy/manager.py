@@ -183,10 +183,12 @@ class DesktopManager:
                 return
             if code == 0:
                 log.info("the desktop session ended (logged out): closing the desktop")
-            else:  # not a logout: say why, from the session's own output
-                log.warning("the desktop session exited (%s): closing the desktop; session.log: %s",
-                            code, self._log_tail("session.log", lines=8))
-            self.stop("the session ended (logged out)")
+                self.stop("the session ended (logged out)")
+                return
+            # not a logout: say why, from the session's own output (the student's page says where to look)
+            log.warning("the desktop session exited (%s): closing the desktop; session.log: %s",
+                        code, self._log_tail("session.log", lines=8))
+            self.stop(f"the desktop session exited with status {code} (the Jupyter server's log says why)")
         elif self._websockify is not None and pid == self._websockify.pid:
             log.warning("websockify exited (%s): closing the desktop", code)
             self.stop("the websocket bridge (websockify) exited")

@@ -100,6 +100,7 @@ def test_a_session_that_keeps_exiting_closes_the_desktop_with_its_reason(server_
              "the desktop to close after the session's second restart")
         log = server.log_text()
         assert "the desktop session exited (1): closing the desktop" in log, log
+        assert server.status()["error"] == "the desktop session exited with status 1 (the Jupyter server's log says why)"
         assert "Unable to establish ICE listeners (test" in log
     finally:
         (home / ".rcsc3-test-session-failed").unlink(missing_ok=True)
