@@ -155,8 +155,7 @@ class DesktopManager:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         procs.kill_tree(grace=self.settings.stop_grace)
-        self._remove_x_leftovers()
-        procs.remove_stale_ice_sockets()  # the session's, if it had to be SIGKILLed (see _start_session)
+        self._remove_leftovers()
         self._xvnc = self._session = self._websockify = None
         self.display = None
         self.password = None
@@ -218,7 +217,7 @@ class DesktopManager:
                 last = str(e)
                 log.warning("desktop start attempt %d/%d failed: %s", attempt, self.settings.start_attempts, last)
                 procs.kill_tree(grace=1.0)
-                self._remove_x_leftovers()
+                self._remove_leftovers()
                 continue
             self.started_at = time.monotonic()
             log.info("desktop on display :%s ready in %.2fs (%s, %s)", self.display, self.started_at - t0,
@@ -383,8 +382,10 @@ class DesktopManager:
         with os.fdopen(fd, "wb") as f:
             f.write(res.stdout)
 
-    def _remove_x_leftovers(self) -> None:
-        """An Xvnc killed with SIGKILL leaves its lock and socket; remove ours so the number is free again."""
+    def _remove_leftovers(self) -> None:
+        """What killed desktop processes leave: Xvnc's lock and socket (so the number is free again) and
+        the session's session-manager socket (see _start_session)."""
+        procs.remove_stale_ice_sockets()
         Path(self.paths.vnc_socket).unlink(missing_ok=True)
         Path(self.paths.ws_socket).unlink(missing_ok=True)  # websockify never unlinks its socket
         if self.display is None:

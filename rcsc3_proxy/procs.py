@@ -145,7 +145,8 @@ def remove_stale_ice_sockets(ice_dir: str = ICE_DIR, uid: int | None = None) -> 
         if not entry.name.isdigit():
             continue
         try:
-            if entry.stat(follow_symlinks=False).st_uid != uid or os.path.exists(f"/proc/{entry.name}"):
+            # _is_zombie: gone, or a zombie, which holds no socket open any more
+            if entry.stat(follow_symlinks=False).st_uid != uid or not _is_zombie(int(entry.name)):
                 continue
             os.unlink(entry.path)
             removed.append(entry.path)

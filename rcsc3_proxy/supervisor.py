@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         # Whatever happened above, nothing of the desktop may outlive us.
         procs.kill_tree(grace=settings.stop_grace)
         if desktop_ref:
-            desktop_ref[0]._remove_x_leftovers()
+            desktop_ref[0]._remove_leftovers()
         _remove_runtime_dir(paths)
     return 0
 
