@@ -41,6 +41,8 @@ install: venv
 	install -D -m 644 rcsc3_proxy/share/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	install -D -m 644 rcsc3_proxy/share/lab/page_config.json $(VENV)/etc/jupyter/labconfig/page_config.json
 	install -D -m 644 rcsc3_proxy/share/server/jupyter_lab_config.json $(VENV)/etc/jupyter/jupyter_lab_config.json
+	install -D -m 644 rcsc3_proxy/share/labextension/package.json $(VENV)/share/jupyter/labextensions/rcsc3-jupyterlab/package.json
+	install -D -m 644 rcsc3_proxy/share/labextension/static/remoteEntry.js $(VENV)/share/jupyter/labextensions/rcsc3-jupyterlab/static/remoteEntry.js
 	@# the desktop page's noVNC as one file (esbuild from npm; without it the page loads ~45 modules)
 	@if command -v npm >/dev/null && [ -d /usr/share/novnc ]; then \
 	  test -x $(ESBUILD) || npm install --silent --no-audit --no-fund --prefix /opt/rcsc3/node -g esbuild@0.24 </dev/null; \

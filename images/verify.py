@@ -5,6 +5,7 @@
 Checks that the installed rcsc3 is the expected version, that the entry points and programs
 the deployment relies on exist (`rcsc3 lab`, `rcsc3 doctor`, the `rcsc3` spawner, the
 `desktop` server-proxy entry, the `srun` engine launcher, batchspawner-singleuser, ...),
+that a node's JupyterLab files are in the environment (student defaults, rcsc3's plugin),
 that pinned dependencies are the installed ones, and (unless --no-binaries) that the
 system programs are there: TurboVNC >= 3.1 as rcsc3 itself detects it and VirtualGL 3.x on
 a node; configurable-http-proxy, sudo and the Slurm clients on the hub.
@@ -35,6 +36,15 @@ VENV_PROGRAMS = {
     "node": ["rcsc3", "rcsc3-singleuser", "batchspawner-singleuser",
              "jupyterhub-singleuser", "jupyter-lab", "ipcluster", "ipengine",
              "ipcontroller", "websockify"],
+}
+# Data files of the environment (under its prefix) that setup.cfg's data_files put there for the
+# jobs: JupyterLab's student defaults and rcsc3's JupyterLab plugin (the Launcher at once).
+PREFIX_FILES = {
+    "hub": [],
+    "node": ["etc/jupyter/labconfig/page_config.json", "etc/jupyter/jupyter_lab_config.json",
+             "share/jupyter/lab/settings/overrides.json",
+             "share/jupyter/labextensions/rcsc3-jupyterlab/package.json",
+             "share/jupyter/labextensions/rcsc3-jupyterlab/static/remoteEntry.js"],
 }
 SYSTEM_PROGRAMS = {
     "hub": ["configurable-http-proxy", "sudo", "sbatch", "squeue", "scancel", "scontrol", "munge"],
@@ -109,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     problems += check_entry_points(args.role)
     bin_dir = Path(sys.executable).parent
     problems += [f"{bin_dir}/{p} is missing" for p in VENV_PROGRAMS[args.role] if not (bin_dir / p).exists()]
+    prefix = Path(sys.prefix)
+    problems += [f"{prefix}/{p} is missing" for p in PREFIX_FILES[args.role] if not (prefix / p).is_file()]
     if args.constraints:
         problems += check_constraints(args.constraints)
     if not args.no_binaries:

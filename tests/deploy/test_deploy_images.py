@@ -258,6 +258,23 @@ def test_verify_script_names_real_entry_points() -> None:
             assert name in eps.get(group, set()), f"verify.py checks {group}:{name}, which setup.cfg does not declare"
 
 
+def test_verify_script_checks_files_that_setup_cfg_installs() -> None:
+    """Every file verify.py expects under the environment's prefix is one of setup.cfg's data_files."""
+    sys.path.insert(0, str(IMAGES))
+    try:
+        import verify
+    finally:
+        sys.path.remove(str(IMAGES))
+    installed = set()
+    for target, sources in SETUP["options.data_files"].items():
+        for source in sources.split():
+            assert (ROOT / source).is_file(), f"setup.cfg's data_files name {source}, which is not in the checkout"
+            installed.add(f"{target}/{Path(source).name}")
+    for role, files in verify.PREFIX_FILES.items():
+        for path in files:
+            assert path in installed, f"verify.py ({role}) expects {path}, which setup.cfg does not install"
+
+
 @pytest.mark.parametrize("role", ["node", "hub"])
 def test_verify_script_passes_here(role: str) -> None:
     """The Python side of what the images check at build time holds for this checkout's install."""

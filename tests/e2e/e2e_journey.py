@@ -271,6 +271,11 @@ def cleaned_up(user: str, jobs: list[str] | None = None) -> bool:
     return not left["jobs"] and not left["processes"]
 
 
+def job_ids(messages: list[str]) -> set[str]:
+    """The Slurm job ids the spawn page's messages name."""
+    return {m for msg in messages for m in re.findall(r"[Jj]ob (\d+)", msg)}
+
+
 def reset_workspace(user: str) -> None:
     """Forget the JupyterLab layout a run saved (open notebook, tabs): the next run starts like a new student's."""
     workspaces = Path(pwd.getpwnam(user).pw_dir) / ".jupyter" / "lab" / "workspaces"

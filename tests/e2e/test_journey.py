@@ -26,15 +26,12 @@ from e2e_journey import (
     cleaned_up,
     connect_as,
     desktop_processes,
+    job_ids,
     leftovers,
     remove_notebook,
     vnc_sockets,
 )
 from hubproc import wait_until
-
-
-def job_ids(messages: list[str]) -> set[str]:
-    return {m for msg in messages for m in re.findall(r"[Jj]ob (\d+)", msg)}
 
 
 async def desktop_at_viewport(desktop: UserPage) -> int:
