@@ -246,31 +246,31 @@ def test_rcsc3_commands_they_run_exist() -> None:
             assert exists, f"{name} runs {prog} from the venv, which rcsc3 and its dependencies do not install"
 
 
-def test_verify_script_names_real_entry_points() -> None:
+def _verify_module():
+    """images/verify.py, imported (it is a script, not part of the package)."""
     sys.path.insert(0, str(IMAGES))
     try:
         import verify
     finally:
         sys.path.remove(str(IMAGES))
+    return verify
+
+
+def test_verify_script_names_real_entry_points() -> None:
     eps = entry_points()
-    for role in verify.ENTRY_POINTS.values():
+    for role in _verify_module().ENTRY_POINTS.values():
         for group, name in role:
             assert name in eps.get(group, set()), f"verify.py checks {group}:{name}, which setup.cfg does not declare"
 
 
 def test_verify_script_checks_files_that_setup_cfg_installs() -> None:
     """Every file verify.py expects under the environment's prefix is one of setup.cfg's data_files."""
-    sys.path.insert(0, str(IMAGES))
-    try:
-        import verify
-    finally:
-        sys.path.remove(str(IMAGES))
     installed = set()
     for target, sources in SETUP["options.data_files"].items():
         for source in sources.split():
             assert (ROOT / source).is_file(), f"setup.cfg's data_files name {source}, which is not in the checkout"
             installed.add(f"{target}/{Path(source).name}")
-    for role, files in verify.PREFIX_FILES.items():
+    for role, files in _verify_module().PREFIX_FILES.items():
         for path in files:
             assert path in installed, f"verify.py ({role}) expects {path}, which setup.cfg does not install"
 
