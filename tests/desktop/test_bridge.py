@@ -5,15 +5,19 @@ Real jupyter server, real Xvnc; the websocket client is tornado's, the RFB clien
 
 from __future__ import annotations
 
+import asyncio
+import re
 import struct
 
 import pytest
 from rfb import RFBClient
+from test_rfb_prelude import NOVNC_ENCODINGS, set_encodings
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from rcsc3_proxy.bridge import BRIDGE_HEADER, ws_header
+from rcsc3_proxy.bridge import BRIDGE_HEADER, ends_an_update, ws_header
 from rcsc3_proxy.manager import parse_geometry
+from rcsc3_proxy.rfb_prelude import SECURITY_NONE, VERSION
 
 
 @pytest.mark.parametrize("n", [0, 1, 125, 126, 65535, 65536, 256 * 1024])
@@ -69,3 +73,48 @@ async def test_the_desktop_starts_at_the_viewers_size(server_factory):
         client.close()
     # once running, another size asks for nothing (a second viewer does not restart or resize it)
     assert server.status(start=1, wait=1, geometry="800x600")["display"] == st["display"]
+
+
+async def _ws(server):
+    req = HTTPRequest(server.ws_url("desktop-vnc/"), headers={"Origin": server.base})
+    return await websocket_connect(req, max_message_size=64 << 20)
+
+
+async def test_the_bridge_starts_the_session_for_the_viewer(desktop_server):
+    """rfb_prelude.py against a real Xvnc: the handshake comes answered, and the first picture
+    comes for the single request the viewer makes (Xvnc's own answer to it has no picture)."""
+    ws = await _ws(desktop_server)
+    try:
+        # all four handshake messages arrive before the viewer has answered anything, one message each
+        version, types, result, server_init = [await asyncio.wait_for(ws.read_message(), 20) for _ in range(4)]
+        assert version == VERSION and SECURITY_NONE in types[1:] and result == b"\0\0\0\0"
+        width, height = struct.unpack_from(">HH", server_init)
+        assert len(server_init) == 24 + struct.unpack_from(">I", server_init, 20)[0] and width >= 200 and height >= 200
+        # noVNC's answers (dropped by the bridge), its encodings, and one full update request
+        for msg in (VERSION, b"\x01", b"\x01", set_encodings(NOVNC_ENCODINGS),
+                    struct.pack(">BBHHHH", 3, 0, 0, 0, width, height)):
+            await ws.write_message(msg, binary=True)
+        received = b""
+        while not ends_an_update(received):  # bounded by the read timeout
+            msg = await asyncio.wait_for(ws.read_message(), 20)
+            assert msg is not None, f"connection closed after {len(received)} bytes"
+            received += msg
+        # Xvnc's answer to the request (pseudo-rectangles: cursor, desktop size), then the picture for the
+        # bridge's request: an update of LastRect length whose first rectangle is Tight, ended by LastRect
+        assert re.search(rb"\x00\x00\xff\xff.{8}\x00\x00\x00\x07", received, re.DOTALL), received[:300].hex()
+    finally:
+        ws.close()
+
+
+async def test_a_viewer_asking_for_an_exclusive_session_is_closed(desktop_server):
+    """The bridge answered "shared" for it; it answers otherwise: it cannot be served, and nobody else is kicked."""
+    ws = await _ws(desktop_server)
+    try:
+        for _ in range(4):
+            assert await asyncio.wait_for(ws.read_message(), 20) is not None
+        for msg in (VERSION, b"\x01", b"\x00"):
+            await ws.write_message(msg, binary=True)
+        assert await asyncio.wait_for(ws.read_message(), 20) is None  # closed by the bridge
+    finally:
+        ws.close()
+    assert desktop_server.status()["state"] == "running"
