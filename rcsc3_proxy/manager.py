@@ -127,13 +127,19 @@ class DesktopManager:
         draw it again (a black screen meanwhile). Ignored when the desktop already runs, but
         remembered: a prestart (no viewer yet) uses the last viewer's size.
         """
-        viewer = parse_geometry(geometry or "")
-        if viewer:
-            remember_geometry(viewer)
+        viewer = self.remember_viewer(geometry or "")
         if self.state == "stopped" and (self._task is None or self._task.done()):
             self.geometry = viewer or remembered_geometry() or self.settings.geometry
             self._set("starting")
             self._task = asyncio.ensure_future(self._start())
+
+    def remember_viewer(self, geometry: str) -> str | None:
+        """Remember a viewer's screen size ("WxH") for the next start (a prestart has no viewer);
+        returns it, or None if it is not a valid size (then nothing is remembered)."""
+        viewer = parse_geometry(geometry)
+        if viewer:
+            remember_geometry(viewer)
+        return viewer
 
     def reset(self) -> None:
         """Forget a failure (the student pressed "try again") and start."""

@@ -57,18 +57,23 @@ class PageHandler(_Base):
         prefix = f"novnc/{self.settings['novnc_version']}/"
         rfb = self.settings["novnc_rfb"]
         cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status(),
-               "rfb": prefix + rfb if rfb else None}
+               "rfb": prefix + rfb if rfb else None, "favicon": self.static_url("favicon.svg")}
         self.render("index.html", cfg_json=json.dumps(cfg).replace("</", "<\\/"), status=self.desktop.status(),
                     preload=self.settings["novnc_preload"], novnc=prefix, css=self.settings["page_css"],
                     inline_rfb=self.settings["novnc_inline"], app_js=self.settings["page_js"])
 
 
 class StatusHandler(_Base):
-    """GET api/status[?start=1[&geometry=WxH]][&wait=1]: the desktop's state; `wait` long-polls while it is starting."""
+    """GET api/status[?start=1][&geometry=WxH][&wait=1]: the desktop's state; `wait` long-polls while it
+    is starting. `geometry` is the viewer's screen size: the X screen's size if this request starts the
+    desktop, else remembered for the next start."""
 
     async def get(self) -> None:
+        geometry = self.get_argument("geometry", "")
         if self.get_argument("start", "0") == "1":
-            self.desktop.ensure_started(self.get_argument("geometry", ""))
+            self.desktop.ensure_started(geometry)
+        elif geometry:
+            self.desktop.remember_viewer(geometry)
         if self.get_argument("wait", "0") == "1":
             await self.desktop.wait_settled(SETTLE_WAIT)
         self.write(self.desktop.status())

@@ -10,6 +10,8 @@ const HEADERS = { 'X-Rcsc3-Desktop': '1' };  // the API refuses POSTs without it
 const state = window.rcsc3Desktop = { phase: 'loading', status: cfg.status, connects: 0, rfb: null, earlyChannel: false };
 
 let rfb = null;
+let servedStatus = cfg.status;  // the desktop's state when the page was served; used by the first connect only
+let sizeUntold = false;          // whether the server has not heard this viewer's screen size
 let closing = false;
 let retryDelay = 250;
 let retryTimer = null;
@@ -45,14 +47,15 @@ async function connect() {
   setStatus('Starting the desktop…');
   let st;
   try {
-    // the first time, the request the page started before the modules loaded
+    // the first time, the request the page started before the modules loaded (none if the desktop ran)
     const early = window.rcsc3Ready;
-    window.rcsc3Ready = null;
-    if (early && cfg.status.state === 'running') {
+    const served = servedStatus;
+    window.rcsc3Ready = servedStatus = null;
+    if (served && served.state === 'running') {
       // the page was served by a desktop already running (prestart, a second tab, a reload):
       // connect now rather than after another round trip through the proxies
-      early.catch(() => {});
-      st = cfg.status;
+      st = served;
+      sizeUntold = true;
     } else {
       st = await (early || api(`api/status?start=1&wait=1&geometry=${window.rcsc3Geometry()}`));
     }
@@ -86,6 +89,7 @@ async function connect() {
     retryDelay = 250;
     setStatus(`Connected · ${describe(st)}`, 'ok');
     rfb.focus();
+    if (state.connects === 1) setTimeout(afterFirstFrame, AFTER_FIRST_FRAME_MS);
   });
   rfb.addEventListener('disconnect', (e) => {
     state.phase = 'disconnected';
@@ -95,6 +99,17 @@ async function connect() {
   });
   rfb.addEventListener('clipboard', (e) => { $('clipboard-text').value = e.detail.text; });
   rfb.addEventListener('securityfailure', (e) => setStatus(`VNC security failure: ${e.detail.reason}`, 'bad'));
+}
+
+// What can wait until the desktop shows: noVNC draws its first frame within a few hundred ms of
+// connecting, and these would take the page's main thread or a connection from it meanwhile.
+const AFTER_FIRST_FRAME_MS = 1500;
+function afterFirstFrame() {
+  // Chromium decodes a page's SVG icon on the page's own main thread (~20 ms), at page load
+  document.querySelector('link[rel=icon]').href = cfg.favicon;
+  // a visit to a running desktop made no start request: tell the server this viewer's size anyway,
+  // which the next prestart uses for the X screen
+  if (sizeUntold) api(`api/status?geometry=${window.rcsc3Geometry()}`).catch(() => {});
 }
 
 function scheduleRetry(why) {

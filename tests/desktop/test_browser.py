@@ -8,9 +8,12 @@ screenshot is kept in artifacts/ for a human to look at.
 
 from __future__ import annotations
 
+import pwd
+from pathlib import Path
+
 import pytest
 from cdp import CANVAS_COLOURS, Browser
-from conftest import ARTIFACTS, need
+from conftest import ARTIFACTS, need, poll
 
 PHASE = "window.rcsc3Desktop && window.rcsc3Desktop.phase"
 
@@ -39,9 +42,19 @@ async def test_the_page_shows_the_desktop(server_factory, bridge):
         await page.wait_for(f"{PHASE} === 'connected' && window.rcsc3Desktop.connects >= 2", 30)
         # a visit while the desktop runs (a reload; prestart): the page opened the websocket before noVNC
         # was parsed and handed it over with the server's first RFB bytes; the desktop still shows
+        geometry_file = Path(pwd.getpwnam(server.user).pw_dir) / ".local/state/rcsc3/desktop-geometry"
+        geometry_file.unlink()
         await page.evaluate("location.reload()")
         await page.wait_for(f"{PHASE} === 'connected' && window.rcsc3Desktop.connects === 1", 30)
         assert await page.evaluate("window.rcsc3Desktop.earlyChannel") is True
         colours, _ = await page.wait_for(f"(({CANVAS_COLOURS}) > 100) && ({CANVAS_COLOURS})", 30)
         assert colours > 100
+        # ...and asked nothing of the server before connecting (it ran: nothing to start or wait for)
+        starts = await page.evaluate("performance.getEntriesByType('resource')"
+                                     ".filter((e) => e.name.includes('start=1')).length")
+        assert starts == 0
+        # once the desktop shows: the page's icon, and the viewer's size told for the next prestart
+        await page.wait_for("document.querySelector('link[rel=icon]').href.includes('favicon.svg')", 30)
+        poll(geometry_file.exists, 30, "the viewer's size to be remembered")
+        assert geometry_file.read_text().strip() == await page.evaluate("window.rcsc3Geometry()")
         page.close()
