@@ -28,6 +28,10 @@ async def test_the_page_shows_the_desktop(server_factory, bridge):
         await page.wait_for(f"{PHASE} === 'connected'", 60)
         colours, _ = await page.wait_for(f"(({CANVAS_COLOURS}) > 100) && ({CANVAS_COLOURS})", 60)
         assert colours > 100
+        # the JPEG rectangles of that picture were decoded by WebCodecs' ImageDecoder (127.0.0.1 is a secure
+        # context), not by noVNC's data: URLs: the page took over noVNC's image path and drew every one
+        assert await page.evaluate("window.rcsc3Desktop.jpegDecoder") is True
+        assert await page.evaluate("window.rcsc3Desktop.jpegsDrawn") > 0
         status = await page.evaluate("document.getElementById('status').textContent")
         assert status.startswith("Connected") and "TigerVNC" in status and "software GL" in status
         # resize-to-browser: the X screen took the page's size, not the 1680x1050 default
