@@ -44,8 +44,8 @@ from .rfb_prelude import RfbPrelude
 
 log = logging.getLogger("rcsc3.desktop")
 
-#: Bytes read from Xvnc per chunk (one websocket frame each). Xvnc's socket buffer holds
-#: ~200 KiB, so one read takes everything queued; larger buys nothing.
+#: Size of the buffer Xvnc's bytes are read (and gathered) into; at most this much per websocket
+#: frame. Xvnc's socket buffer holds ~200 KiB, so one read takes everything queued; larger buys nothing.
 CHUNK = 256 * 1024
 #: How long the first unsent byte from Xvnc waits for more to go out with it (see the module docstring).
 GATHER_S = 0.002
@@ -160,19 +160,21 @@ class VncBridgeHandler(RawSocketHandler):
             request = prelude.after_handshake(self._payload[self._pending:self._pending + n])
             if request and self._vnc is not None:
                 self._vnc.write(request)
-            if prelude.finished:
-                self._prelude = None
+            self._drop_prelude_when_finished()
         self._pending += n
         if not self._gather or self._pending >= GATHER_MAX or ends_an_update(self._payload[:self._pending]):
             self._flush()
         elif self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(GATHER_S, self._flush)
 
-    def _flush(self) -> None:
-        """Send what has gathered from Xvnc as one websocket message."""
+    def _cancel_flush_timer(self) -> None:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+
+    def _flush(self) -> None:
+        """Send what has gathered from Xvnc as one websocket message."""
+        self._cancel_flush_timer()
         n, self._pending = self._pending, 0
         if n:
             self._forward(n)
@@ -191,7 +193,11 @@ class VncBridgeHandler(RawSocketHandler):
                 return
             # a close while it is queued fails the future; nobody awaits it, so it must not log as "never retrieved"
             sent.add_done_callback(lambda f: f.cancelled() or f.exception())
-        if prelude.finished:
+        self._drop_prelude_when_finished()
+
+    def _drop_prelude_when_finished(self) -> None:
+        """Once the prelude has nothing left to do, the data path no longer consults it."""
+        if self._prelude is not None and self._prelude.finished:
             self._prelude = None
 
     def _forward(self, n: int) -> None:
@@ -254,15 +260,12 @@ class VncBridgeHandler(RawSocketHandler):
                 self.close()
                 return
             self._gather = prelude.marks_update_ends
-            if prelude.finished:
-                self._prelude = None
+            self._drop_prelude_when_finished()
         if self._vnc is not None and data:
             self._vnc.write(data)
 
     def on_close(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        self._cancel_flush_timer()
         if self._vnc is not None:
             self._vnc.close()
 
