@@ -6,11 +6,15 @@ Real Xvnc + xfce as a test user whose xfce settings were removed first (a new st
 from __future__ import annotations
 
 import pwd
+import re
 import shutil
+import stat
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import user_pids  # noqa: E402
 from polling import wait_until  # noqa: E402
 
 import rcsc3_proxy  # noqa: E402
@@ -65,3 +69,70 @@ def test_every_launcher_on_a_new_students_dock_starts_an_installed_program(serve
     for launcher in launchers:
         programs = _launcher_programs(launcher)
         assert any(shutil.which(p) for p in programs), f"{launcher.name} would start none of {programs}"
+
+
+def _process(pid: int) -> tuple[str, dict[str, str]]:
+    """(command name, environment) of a live process; ("", {}) if it is gone or unreadable."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return "", {}
+    return comm, dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def test_the_desktop_has_an_ssh_agent_of_its_own_that_goes_with_it(server_factory):
+    """xstartup starts ssh-agent (xfce4-session's own start of ssh- and gpg-agent is off: it held up
+    the desktop's start); the panel's programs (a terminal) find it; it stops with the desktop."""
+    user = "rdtest3"
+    pw = pwd.getpwnam(user)
+    server = server_factory(user)
+    server.wait_running()
+    panel_env = wait_until(lambda: next((env for comm, env in map(_process, user_pids(user))
+                                         if comm == "xfce4-panel"), None), 60, "the desktop's panel")
+    sock = panel_env.get("SSH_AUTH_SOCK", "")
+    assert sock, "the panel (and what it launches) has no SSH_AUTH_SOCK"
+    st = Path(sock).stat()
+    assert stat.S_ISSOCK(st.st_mode) and st.st_uid == pw.pw_uid and not st.st_mode & 0o077, oct(st.st_mode)
+    # a live agent: "no identities" (1), not "cannot connect" (2)
+    listed = subprocess.run(["ssh-add", "-l"], user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
+                            env={"SSH_AUTH_SOCK": sock, "HOME": pw.pw_dir}, capture_output=True, text=True)
+    assert listed.returncode == 1, listed
+    agents = [pid for pid in user_pids(user) if _process(pid)[0] == "ssh-agent"]
+    assert len(agents) == 1, agents
+    assert not [pid for pid in user_pids(user) if _process(pid)[0] == "gpg-agent"]
+    server.stop()
+    wait_until(lambda: not Path(f"/proc/{agents[0]}").exists(), 15, "the desktop's ssh-agent to stop")
+
+
+def _desktop_entry(path: Path) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("[") and fields:
+            break  # only the [Desktop Entry] group
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def test_no_program_of_the_session_is_also_autostarted():
+    """xfce4-session starts its clients (share/xdg/.../xfce4-session.xml), then the autostart entries
+    of XDG_CONFIG_DIRS (rcsc3's first: a Hidden=true entry there hides the system's). A client that
+    is also autostarted starts twice: the second copy loads GTK, finds the first running and quits."""
+    share = Path(rcsc3_proxy.__file__).parent / "share" / "xdg"
+    session = (share / "xfce4" / "xfconf" / "xfce-perchannel-xml" / "xfce4-session.xml").read_text()
+    clients = set(re.findall(r'name="Client\d+_Command" type="array">\s*<value type="string" value="([^"]+)"', session))
+    assert {"xfwm4", "xfdesktop", "xfsettingsd", "xfce4-panel"} <= clients
+    autostarted = set()
+    for system_entry in Path("/etc/xdg/autostart").glob("*.desktop"):
+        override = share / "autostart" / system_entry.name
+        fields = _desktop_entry(override if override.exists() else system_entry)
+        if fields.get("Hidden", "false").lower() == "true":
+            continue
+        if "OnlyShowIn" in fields and "XFCE" not in fields["OnlyShowIn"].split(";"):
+            continue
+        if "XFCE" in fields.get("NotShowIn", "").split(";"):
+            continue
+        autostarted.add(Path(fields.get("Exec", "").split()[0]).name if fields.get("Exec") else "")
+    assert not clients & autostarted, f"started both as session clients and autostart: {clients & autostarted}"
