@@ -284,6 +284,8 @@ class DesktopManager:
         # shared sticky /tmp/.ICE-unix, one would end another user's session that gets its pid.
         for path in procs.remove_stale_ice_sockets():
             log.info("removed a stale session-manager socket %s", path)
+        for path in procs.remove_stale_session_auth_files():
+            log.info("ran and removed a killed session's ICE-auth clean-up script %s", path)
         self._session_started = time.monotonic()
         self._session = self._spawn(gl.session_command(self.gl, list(self.settings.xstartup)), "session.log",
                                     env=self._session_env(), cwd=os.path.expanduser("~"))
@@ -390,8 +392,9 @@ class DesktopManager:
 
     def _remove_leftovers(self) -> None:
         """What killed desktop processes leave: Xvnc's lock and socket (so the number is free again) and
-        the session's session-manager socket (see _start_session)."""
+        the session's session-manager socket and ICE-auth clean-up script (see _start_session)."""
         procs.remove_stale_ice_sockets()
+        procs.remove_stale_session_auth_files()
         Path(self.paths.vnc_socket).unlink(missing_ok=True)
         Path(self.paths.ws_socket).unlink(missing_ok=True)  # websockify never unlinks its socket
         if self.display is None:

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
+import shutil
 import signal
+import stat
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -151,5 +156,50 @@ def remove_stale_ice_sockets(ice_dir: str = ICE_DIR, uid: int | None = None) -> 
             os.unlink(entry.path)
             removed.append(entry.path)
         except OSError:
+            continue
+    return removed
+
+
+#: xfce4-session's ICE-auth clean-up script, `<tmp>/.xfsm-ICE-XXXXXX` (GLib's g_file_open_tmp).
+SESSION_AUTH_PREFIX = ".xfsm-ICE-"
+_ICE_SOCKET_PID = re.compile(r"/\.ICE-unix/(\d+)\b")
+
+
+def remove_stale_session_auth_files(tmp_dir: str | None = None, uid: int | None = None,
+                                    iceauth: str | None = None) -> list[str]:
+    """Run and remove this user's xfce4-session ICE-auth clean-up scripts whose session is gone;
+    return their paths.
+
+    At its start xfce4-session adds its session-manager cookies to ~/.ICEauthority and writes the
+    `iceauth` commands that remove them again to `/tmp/.xfsm-ICE-XXXXXX`, to run at its exit. A
+    session that is killed (the desktop closed, the Jupyter server stopped, the job's end) never
+    runs it: every desktop start left one file in /tmp (thousands on the lab machine) and four
+    stale cookies in ~/.ICEauthority. The script names the session's socket `/tmp/.ICE-unix/<pid>`;
+    once that process is gone, this does what the session would have done at its exit.
+    """
+    tmp_dir = tmp_dir or tempfile.gettempdir()
+    uid = os.getuid() if uid is None else uid
+    iceauth = iceauth if iceauth is not None else (shutil.which("iceauth") or "")
+    removed = []
+    try:
+        entries = [e for e in os.scandir(tmp_dir) if e.name.startswith(SESSION_AUTH_PREFIX)]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if st.st_uid != uid or not stat.S_ISREG(st.st_mode) or st.st_size > 64 * 1024:
+                continue
+            with open(entry.path, errors="replace") as f:
+                pids = {int(p) for p in _ICE_SOCKET_PID.findall(f.read())}
+            if not pids or not all(_is_zombie(pid) for pid in pids):
+                continue  # not such a script, or its session still runs
+            if iceauth and uid == os.getuid():
+                # bounded: a stuck iceauth (locked ~/.ICEauthority) must not hold up a teardown
+                subprocess.run([iceauth, "source", entry.path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=5, check=False)
+            os.unlink(entry.path)
+            removed.append(entry.path)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             continue
     return removed

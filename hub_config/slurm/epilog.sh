@@ -2,8 +2,8 @@
 # rcsc3 Slurm epilog (runs as root on the node when a job ends; `rcsc3 lab up` installs it
 # as /etc/slurm/rcsc3-epilog.sh). It removes what a finished job's user left behind:
 # remote-desktop processes (Xvnc, the xfce session, dbus, agents), ipengine/ipcontroller
-# processes, X lock files and sockets, session-manager (ICE) sockets, and rcsc3's private
-# desktop runtime directories.
+# processes, X lock files and sockets, session-manager (ICE) sockets and ICE-auth scripts, the
+# agents' and session buses' sockets, and rcsc3's private desktop runtime directories.
 #
 # * The user has no other job on this node: every process of the user here is killed.
 # * The user still has a job here: only processes that carry this job's SLURM_JOB_ID
@@ -101,6 +101,25 @@ for sock in /tmp/.ICE-unix/[0-9]*; do
     [ -S "$sock" ] && [ "$(stat -c %u "$sock")" = "$uid" ] || continue
     grep -qxF -- "$sock" <<<"$listening" && continue
     log "removing $sock"; rm -f "$sock"
+done
+
+# xfce4-session's ICE-auth clean-up scripts /tmp/.xfsm-ICE-XXXXXX: run by the session at its exit,
+# which a killed session never reaches. Removed once the session they name (/tmp/.ICE-unix/<pid>)
+# is gone. (The supervisor runs and removes them itself when it closes a desktop.)
+for f in /tmp/.xfsm-ICE-*; do
+    [ -f "$f" ] && [ ! -L "$f" ] && [ "$(stat -c %u "$f")" = "$uid" ] || continue
+    spid=$(grep -o -m1 '/\.ICE-unix/[0-9]*' "$f" 2>/dev/null | head -n1 | tr -dc 0-9)
+    pid_alive "$spid" && continue
+    log "removing $f"; rm -f -- "$f"
+done
+# Sockets of a killed session's agent and bus: ssh-agent's /tmp/ssh-XXXX/agent.<pid> (and its
+# directory) and dbus-daemon's /tmp/dbus-XXXX, once nothing listens on them any more.
+for sock in /tmp/ssh-*/agent.* /tmp/dbus-*; do
+    dir=$(dirname -- "$sock")
+    [ -S "$sock" ] && [ ! -L "$sock" ] && [ ! -L "$dir" ] && [ "$(stat -c %u "$sock")" = "$uid" ] || continue
+    grep -qxF -- "$sock" <<<"$listening" && continue
+    log "removing $sock"; rm -f -- "$sock"
+    [ "$dir" != /tmp ] && [ "$(stat -c %u "$dir")" = "$uid" ] && rmdir -- "$dir" 2>/dev/null
 done
 
 # rcsc3's private desktop runtime dirs (0700, owned by the user). In use while a

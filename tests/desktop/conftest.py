@@ -106,6 +106,19 @@ def runtime_dirs(user: str) -> list[Path]:
     return sorted(Path("/tmp").glob(f"rcsc3-desktop-{user}-*"))
 
 
+def tmp_entries(user: str) -> set[str]:
+    """Names of the user's entries directly in /tmp (files, sockets, directories)."""
+    uid = pwd.getpwnam(user).pw_uid
+    out = set()
+    for entry in os.scandir("/tmp"):
+        try:
+            if entry.stat(follow_symlinks=False).st_uid == uid:
+                out.add(entry.name)
+        except OSError:
+            continue
+    return out
+
+
 def x_leftovers(user: str) -> list[str]:
     uid = pwd.getpwnam(user).pw_uid
     paths = list(Path("/tmp").glob(".X*-lock")) + list(Path("/tmp/.X11-unix").glob("X*"))

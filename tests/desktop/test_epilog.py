@@ -88,6 +88,46 @@ def test_last_job_of_the_user_kills_everything_and_cleans_x_and_runtime_dirs(rdt
     assert not sock.exists() and not rt.exists()
 
 
+def _stale_socket(path: Path, uid: int, gid: int) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # bound, closed, never unlinked: what a killed daemon leaves
+    os.chown(path, uid, gid)
+
+
+def test_a_killed_sessions_files_in_tmp_go_and_a_live_sessions_stay(rdtest2):
+    """xfce4-session's ICE-auth script, ssh-agent's and dbus-daemon's sockets of a killed desktop."""
+    pw = pwd.getpwnam(rdtest2)
+    dead = next(p for p in range(int(Path("/proc/sys/kernel/pid_max").read_text()) - 1, 300, -1)
+                if not Path(f"/proc/{p}").exists())
+    ice_dead, ice_live = Path("/tmp/.xfsm-ICE-epiTS1"), Path("/tmp/.xfsm-ICE-epiTS2")
+    for path, pid in ((ice_dead, dead), (ice_live, 1)):  # pid 1 stands for a live session
+        path.write_text(f'remove protoname=ICE protodata="" netid=unix/vm:/tmp/.ICE-unix/{pid} authname=MIT-MAGIC-COOKIE-1\n')
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    agent_dir = Path("/tmp/ssh-epilogtest")
+    agent_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chown(agent_dir, pw.pw_uid, pw.pw_gid)
+    agent, bus = agent_dir / f"agent.{dead}", Path("/tmp/dbus-epilogtest")
+    for path in (agent, bus):
+        path.unlink(missing_ok=True)
+        _stale_socket(path, pw.pw_uid, pw.pw_gid)
+    live_bus = Path("/tmp/dbus-epilogtestlive")
+    live_bus.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        listener.bind(str(live_bus))
+        listener.listen()
+        os.chown(live_bus, pw.pw_uid, pw.pw_gid)
+        run_epilog("4242", rdtest2, other_jobs=False)
+        assert not ice_dead.exists() and not agent.exists() and not agent_dir.exists() and not bus.exists()
+        assert ice_live.exists() and live_bus.exists()
+    finally:
+        listener.close()
+        for path in (ice_live, live_bus, ice_dead, agent, bus):
+            path.unlink(missing_ok=True)
+        if agent_dir.exists():
+            agent_dir.rmdir()
+
+
 def test_with_another_job_only_this_jobs_processes_go(rdtest2):
     leave_daemon(rdtest2, "4242")
     leave_daemon(rdtest2, "777")

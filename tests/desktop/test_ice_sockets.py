@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import poll, user_processes
 
-from rcsc3_proxy.procs import remove_stale_ice_sockets
+from rcsc3_proxy.procs import remove_stale_ice_sockets, remove_stale_session_auth_files
 
 XSTARTUP = Path(__file__).resolve().parents[2] / "rcsc3_proxy" / "share" / "xstartup"
 FAILING_SESSION = """#!/bin/sh
@@ -104,3 +104,34 @@ def test_a_session_that_keeps_exiting_closes_the_desktop_with_its_reason(server_
         assert "Unable to establish ICE listeners (test" in log
     finally:
         (home / ".rcsc3-test-session-failed").unlink(missing_ok=True)
+
+
+def _auth_script(path: Path, pid: int, uid: int) -> None:
+    """What xfce4-session (pid) writes at start, to run at its exit."""
+    path.write_text("".join(f'remove protoname={p} protodata="" netid={n}/vm:{a}/tmp/.ICE-unix/{pid} '
+                            "authname=MIT-MAGIC-COOKIE-1\n"
+                            for n, a in (("local", "@"), ("unix", "")) for p in ("ICE", "XSMP")))
+    os.chown(path, uid, uid)
+
+
+def test_a_killed_sessions_ice_auth_script_is_run_and_removed_and_only_that(tmp_path):
+    me, other = os.getuid(), pwd.getpwnam("rdtest2").pw_uid
+    dead, dead_too = _dead_pids(2)
+    scripts = tmp_path / "tmp"
+    scripts.mkdir()
+    ours_dead, ours_alive = scripts / ".xfsm-ICE-AAAAAA", scripts / ".xfsm-ICE-BBBBBB"
+    theirs_dead, not_a_script = scripts / ".xfsm-ICE-CCCCCC", scripts / ".xfsm-ICE-DDDDDD"
+    _auth_script(ours_dead, dead, me)
+    _auth_script(ours_alive, os.getpid(), me)
+    _auth_script(theirs_dead, dead_too, other)
+    not_a_script.write_text("something else\n")
+    # a stand-in for iceauth that records what it was asked to run
+    ran = tmp_path / "ran"
+    fake_iceauth = tmp_path / "iceauth"
+    fake_iceauth.write_text(f'#!/bin/sh\necho "$@" >> {ran}\n')
+    fake_iceauth.chmod(0o755)
+    removed = remove_stale_session_auth_files(str(scripts), iceauth=str(fake_iceauth))
+    assert removed == [str(ours_dead)]
+    assert ran.read_text() == f"source {ours_dead}\n"
+    assert not ours_dead.exists() and ours_alive.exists() and theirs_dead.exists() and not_a_script.exists()
+    assert remove_stale_session_auth_files(str(tmp_path / "missing")) == []

@@ -12,7 +12,7 @@ import signal
 
 import pytest
 import requests
-from conftest import TOKEN, poll, runtime_dirs, user_pids, user_processes, x_leftovers
+from conftest import TOKEN, poll, runtime_dirs, tmp_entries, user_pids, user_processes, x_leftovers
 from rfb import RFBClient
 
 SESSION = ("Xvnc", "xfce4-session", "dbus-daemon", "xfwm4")
@@ -37,6 +37,7 @@ def wait_session_up(server) -> None:
 @pytest.mark.parametrize("bridge", ["raw", "websockify"])
 @pytest.mark.parametrize("how", ["SIGTERM", "api_shutdown", "SIGKILL"])
 async def test_no_process_lock_or_socket_is_left_after_the_server_stops(server_factory, how, bridge):
+    tmp_before = tmp_entries("rdtest3")
     server = server_factory("rdtest3", config={"bridge": bridge}, env={"RCSC3_DESKTOP_PRESTART": "1"})
     await asyncio.to_thread(wait_session_up, server)
     # a viewer is connected while the server stops (websockify forks a handler process for it)
@@ -61,6 +62,8 @@ async def test_no_process_lock_or_socket_is_left_after_the_server_stops(server_f
                             f"every process of rdtest3 to exit:\n{user_processes('rdtest3')}")
     assert x_leftovers("rdtest3") == []
     assert runtime_dirs("rdtest3") == []
+    # nor any file of the session in /tmp (xfce4-session's ICE-auth script, agents' sockets, ...)
+    assert tmp_entries("rdtest3") - tmp_before == set()
 
 
 def test_closing_the_desktop_stops_it_and_the_next_visit_starts_a_new_one(server_factory):
