@@ -284,8 +284,10 @@ class DesktopManager:
         # shared sticky /tmp/.ICE-unix, one would end another user's session that gets its pid.
         for path in procs.remove_stale_ice_sockets():
             log.info("removed a stale session-manager socket %s", path)
-        for path in procs.remove_stale_session_auth_files():
-            log.info("ran and removed a killed session's ICE-auth clean-up script %s", path)
+        # Scripts of sessions killed with the supervisor (SIGKILL, OOM): only removed here, not run, so
+        # that no iceauth holds ~/.ICEauthority's lock while the new session adds its cookies to it.
+        for path in procs.remove_stale_session_auth_files(iceauth=""):
+            log.info("removed a killed session's ICE-auth clean-up script %s", path)
         self._session_started = time.monotonic()
         self._session = self._spawn(gl.session_command(self.gl, list(self.settings.xstartup)), "session.log",
                                     env=self._session_env(), cwd=os.path.expanduser("~"))

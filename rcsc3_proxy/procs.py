@@ -176,6 +176,7 @@ def remove_stale_session_auth_files(tmp_dir: str | None = None, uid: int | None 
     runs it: every desktop start left one file in /tmp (thousands on the lab machine) and four
     stale cookies in ~/.ICEauthority. The script names the session's socket `/tmp/.ICE-unix/<pid>`;
     once that process is gone, this does what the session would have done at its exit.
+    `iceauth=""` only removes the scripts.
     """
     tmp_dir = tmp_dir or tempfile.gettempdir()
     uid = os.getuid() if uid is None else uid
