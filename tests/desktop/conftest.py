@@ -106,6 +106,20 @@ def runtime_dirs(user: str) -> list[Path]:
     return sorted(Path("/tmp").glob(f"rcsc3-desktop-{user}-*"))
 
 
+def stale_socket(path: Path, uid: int, gid: int | None = None) -> None:
+    """A unix socket file bound and closed, never unlinked: what a killed daemon leaves; owned by uid."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+    os.chown(path, uid, uid if gid is None else gid)
+
+
+def dead_pids(count: int) -> list[int]:
+    """Pids no process has now (from the top of the pid range, where new processes rarely land)."""
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    free = (p for p in range(pid_max - 1, 300, -1) if not Path(f"/proc/{p}").exists())
+    return [next(free) for _ in range(count)]
+
+
 def tmp_entries(user: str) -> set[str]:
     """Names of the user's entries directly in /tmp (files, sockets, directories)."""
     uid = pwd.getpwnam(user).pw_uid

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import kill_user_processes, poll, user_pids
+from conftest import dead_pids, kill_user_processes, poll, stale_socket, user_pids
 
 EPILOG = Path(__file__).resolve().parents[2] / "hub_config" / "slurm" / "epilog.sh"
 
@@ -88,17 +88,10 @@ def test_last_job_of_the_user_kills_everything_and_cleans_x_and_runtime_dirs(rdt
     assert not sock.exists() and not rt.exists()
 
 
-def _stale_socket(path: Path, uid: int, gid: int) -> None:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.bind(str(path))  # bound, closed, never unlinked: what a killed daemon leaves
-    os.chown(path, uid, gid)
-
-
 def test_a_killed_sessions_files_in_tmp_go_and_a_live_sessions_stay(rdtest2):
     """xfce4-session's ICE-auth script, ssh-agent's and dbus-daemon's sockets of a killed desktop."""
     pw = pwd.getpwnam(rdtest2)
-    dead = next(p for p in range(int(Path("/proc/sys/kernel/pid_max").read_text()) - 1, 300, -1)
-                if not Path(f"/proc/{p}").exists())
+    [dead] = dead_pids(1)
     ice_dead, ice_live = Path("/tmp/.xfsm-ICE-epiTS1"), Path("/tmp/.xfsm-ICE-epiTS2")
     for path, pid in ((ice_dead, dead), (ice_live, 1)):  # pid 1 stands for a live session
         path.write_text(f'remove protoname=ICE protodata="" netid=unix/vm:/tmp/.ICE-unix/{pid} authname=MIT-MAGIC-COOKIE-1\n')
@@ -109,7 +102,7 @@ def test_a_killed_sessions_files_in_tmp_go_and_a_live_sessions_stay(rdtest2):
     agent, bus = agent_dir / f"agent.{dead}", Path("/tmp/dbus-epilogtest")
     for path in (agent, bus):
         path.unlink(missing_ok=True)
-        _stale_socket(path, pw.pw_uid, pw.pw_gid)
+        stale_socket(path, pw.pw_uid, pw.pw_gid)
     live_bus = Path("/tmp/dbus-epilogtestlive")
     live_bus.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import poll, user_processes
+from conftest import dead_pids, poll, stale_socket, user_processes
 
 from rcsc3_proxy.procs import remove_stale_ice_sockets, remove_stale_session_auth_files
 
@@ -35,25 +34,13 @@ exec /bin/sh {xstartup}
 """
 
 
-def _socket_file(path: Path, uid: int) -> None:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.bind(str(path))  # closed without unlink: what a killed session leaves
-    os.chown(path, uid, uid)
-
-
-def _dead_pids(count: int) -> list[int]:
-    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    free = (p for p in range(pid_max - 1, 300, -1) if not Path(f"/proc/{p}").exists())
-    return [next(free) for _ in range(count)]
-
-
 def test_only_our_sockets_of_gone_processes_are_removed(tmp_path):
     me, other = os.getuid(), pwd.getpwnam("rdtest2").pw_uid
-    dead, dead_too = _dead_pids(2)
+    dead, dead_too = dead_pids(2)
     ours_dead, ours_alive, not_a_pid = tmp_path / str(dead), tmp_path / str(os.getpid()), tmp_path / "x"
     theirs_dead = tmp_path / str(dead_too)
     for path, uid in ((ours_dead, me), (ours_alive, me), (not_a_pid, me), (theirs_dead, other)):
-        _socket_file(path, uid)
+        stale_socket(path, uid)
     assert remove_stale_ice_sockets(str(tmp_path)) == [str(ours_dead)]
     assert not ours_dead.exists() and ours_alive.exists() and not_a_pid.exists() and theirs_dead.exists()
     assert remove_stale_ice_sockets(str(tmp_path / "missing")) == []
@@ -116,7 +103,7 @@ def _auth_script(path: Path, pid: int, uid: int) -> None:
 
 def test_a_killed_sessions_ice_auth_script_is_run_and_removed_and_only_that(tmp_path):
     me, other = os.getuid(), pwd.getpwnam("rdtest2").pw_uid
-    dead, dead_too = _dead_pids(2)
+    dead, dead_too = dead_pids(2)
     scripts = tmp_path / "tmp"
     scripts.mkdir()
     ours_dead, ours_alive = scripts / ".xfsm-ICE-AAAAAA", scripts / ".xfsm-ICE-BBBBBB"

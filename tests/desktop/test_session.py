@@ -19,6 +19,8 @@ from polling import wait_until  # noqa: E402
 
 import rcsc3_proxy  # noqa: E402
 
+SHARE = Path(rcsc3_proxy.__file__).parent / "share" / "xdg"
+
 
 def test_a_new_students_panel_has_no_tray_sound_power_or_logout(server_factory):
     user = "rdtest3"
@@ -62,7 +64,7 @@ def test_every_launcher_on_a_new_students_dock_starts_an_installed_program(serve
     shutil.rmtree(panel_dir, ignore_errors=True)
     server = server_factory(user)
     server.wait_running()
-    shipped = (Path(rcsc3_proxy.__file__).parent / "share" / "xdg" / "xfce4" / "panel" / "default.xml").read_text()
+    shipped = (SHARE / "xfce4" / "panel" / "default.xml").read_text()
     expected = shipped.count('value="launcher"')
     assert expected >= 2  # terminal and web browser
     # the panel copies each launcher's .desktop file into the student's settings when it first runs
@@ -118,17 +120,22 @@ def _desktop_entry(path: Path) -> dict[str, str]:
     return fields
 
 
+def _session_clients() -> dict[str, int]:
+    """The programs of rcsc3's xfce session (share/xdg/.../xfce4-session.xml) and their priorities."""
+    session = (SHARE / "xfce4" / "xfconf" / "xfce-perchannel-xml" / "xfce4-session.xml").read_text()
+    commands = dict(re.findall(r'name="(Client\d+)_Command" type="array">\s*<value type="string" value="([^"]+)"', session))
+    return {commands[c]: int(p) for c, p in re.findall(r'name="(Client\d+)_Priority" type="int" value="(\d+)"', session)}
+
+
 def test_no_program_of_the_session_is_also_autostarted():
     """xfce4-session starts its clients (share/xdg/.../xfce4-session.xml), then the autostart entries
     of XDG_CONFIG_DIRS (rcsc3's first: a Hidden=true entry there hides the system's). A client that
     is also autostarted starts twice: the second copy loads GTK, finds the first running and quits."""
-    share = Path(rcsc3_proxy.__file__).parent / "share" / "xdg"
-    session = (share / "xfce4" / "xfconf" / "xfce-perchannel-xml" / "xfce4-session.xml").read_text()
-    clients = set(re.findall(r'name="Client\d+_Command" type="array">\s*<value type="string" value="([^"]+)"', session))
+    clients = set(_session_clients())
     assert {"xfwm4", "xfdesktop", "xfsettingsd", "xfce4-panel"} <= clients
     autostarted = set()
     for system_entry in Path("/etc/xdg/autostart").glob("*.desktop"):
-        override = share / "autostart" / system_entry.name
+        override = SHARE / "autostart" / system_entry.name
         fields = _desktop_entry(override if override.exists() else system_entry)
         if fields.get("Hidden", "false").lower() == "true":
             continue
@@ -143,10 +150,7 @@ def test_no_program_of_the_session_is_also_autostarted():
 def test_the_settings_daemon_starts_before_what_draws_the_desktop():
     """xfsettingsd's settings (theme, icons, fonts) are there when xfwm4, xfdesktop and the panel
     start: started before it, they redo that work when the settings arrive (~0.3 s of CPU)."""
-    share = Path(rcsc3_proxy.__file__).parent / "share" / "xdg"
-    session = (share / "xfce4" / "xfconf" / "xfce-perchannel-xml" / "xfce4-session.xml").read_text()
-    commands = dict(re.findall(r'name="(Client\d+)_Command" type="array">\s*<value type="string" value="([^"]+)"', session))
-    priorities = {commands[c]: int(p) for c, p in re.findall(r'name="(Client\d+)_Priority" type="int" value="(\d+)"', session)}
+    priorities = _session_clients()
     for program in ("xfwm4", "xfdesktop", "xfce4-panel"):
         assert priorities["xfsettingsd"] < priorities[program], priorities
     # and the desktop itself does not wait for the panel
