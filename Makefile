@@ -32,17 +32,9 @@ venv: $(VENV)/bin/python
 # otherwise (e.g. a clone under /root), since students' jobs run rcsc3 from the venv.
 install: venv
 	@if runuser -u nobody -- test -r $(CURDIR)/setup.cfg 2>/dev/null; then \
-	  $(VENV)/bin/pip install -q -e '.[test]' </dev/null; \
+	  $(VENV)/bin/pip install -q -e '.[test]' </dev/null && \
+	  $(PY) -m rcsc3_lab.data_files setup.cfg $(VENV) >/dev/null; \
 	else $(VENV)/bin/pip install -q --upgrade '.[test]' </dev/null; fi
-	@# editable installs skip setup.cfg's data_files: put them in place the same way
-	install -d -m 755 $(VENV)/share/rcsc3/notebooks $(VENV)/etc/ipython
-	install -m 644 notebooks/*.ipynb $(VENV)/share/rcsc3/notebooks/
-	install -m 644 rcsc3_proxy/ipp/ipcluster_config.py $(VENV)/etc/ipython/
-	install -D -m 644 rcsc3_proxy/share/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	install -D -m 644 rcsc3_proxy/share/lab/page_config.json $(VENV)/etc/jupyter/labconfig/page_config.json
-	install -D -m 644 rcsc3_proxy/share/server/jupyter_lab_config.json $(VENV)/etc/jupyter/jupyter_lab_config.json
-	install -D -m 644 rcsc3_proxy/share/labextension/package.json $(VENV)/share/jupyter/labextensions/rcsc3-jupyterlab/package.json
-	install -D -m 644 rcsc3_proxy/share/labextension/static/remoteEntry.js $(VENV)/share/jupyter/labextensions/rcsc3-jupyterlab/static/remoteEntry.js
 	@# the desktop page's noVNC as one file (esbuild from npm; without it the page loads ~45 modules)
 	@if command -v npm >/dev/null && [ -d /usr/share/novnc ]; then \
 	  test -x $(ESBUILD) || npm install --silent --no-audit --no-fund --prefix /opt/rcsc3/node -g esbuild@0.24 </dev/null; \
@@ -69,7 +61,7 @@ test: lab users proxy
 	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS) </dev/null
 
 lint: install
-	$(VENV)/bin/ruff check rcsc3_spawner rcsc3_proxy tests benchmarks images hub_config notebooks
+	$(VENV)/bin/ruff check rcsc3_spawner rcsc3_proxy rcsc3_lab tests benchmarks images hub_config notebooks
 
 benchmarks: lab users proxy
 	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done

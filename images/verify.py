@@ -86,7 +86,7 @@ def check_constraints(path: Path) -> list[str]:
 def check_binaries(role: str) -> list[str]:
     problems = [f"{p} is not on PATH" for p in SYSTEM_PROGRAMS[role] if not shutil.which(p)]
     if role == "node":
-        from rcsc3_proxy import gl, vnc
+        from rcsc3_proxy.desktop import gl, vnc
 
         server = vnc.detect("turbovnc")
         if server is None:

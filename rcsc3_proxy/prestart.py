@@ -20,8 +20,8 @@ import os
 from traitlets.config import Config
 from traitlets.config.loader import ConfigFileNotFound, JSONFileConfigLoader, PyFileConfigLoader
 
-from .config import RemoteDesktop
-from .launcher import ensure_supervisor, running_supervisor
+from .desktop.settings import RemoteDesktop
+from .desktop.supervisor_launcher import ensure_supervisor, running_supervisor
 
 log = logging.getLogger("rcsc3.desktop")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .options import bounds_for
 from .profiles import Profile, human_walltime
-from .slurm_info import ClusterInfo
+from .slurm.cluster_info import ClusterInfo
 
 STYLE = """
 <style>

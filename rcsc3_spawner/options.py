@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .profiles import Profile, Range, WalltimeRange, human_walltime, parse_walltime_minutes
-from .slurm_info import ClusterInfo
+from .slurm.cluster_info import ClusterInfo
 
 #: The form's field names; the REST API's `user_options` use the same names.
 FIELDS = ("profile", "gpus", "cpus", "memory", "walltime")

@@ -27,16 +27,16 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 
-from . import api
-from .commands import run_command
+from . import port_report
+from .batch_script import JobSpec, ScriptError, render_batch_script
 from .form import render_options_form
 from .options import OptionError, SpawnRequest, form_to_options, parse_spawn_options
-from .poller import GONE, JobInfo, shared_poller
 from .profiles import DEFAULT_PROFILES, Profile, ProfileError, human_walltime, parse_profiles
-from .script import JobSpec, ScriptError, render_batch_script
-from .slurm_info import ClusterInfo, shared_cache
+from .slurm.cluster_info import ClusterInfo, shared_cache
+from .slurm.poller import GONE, JobInfo, shared_poller
+from .subprocesses import run_command
 
-api.install()
+port_report.install()
 
 _TOKEN_RE = re.compile(r"((?:TOKEN|SECRET|PASSWORD|KEY)[A-Z_]*=)(\S+)", re.IGNORECASE)
 

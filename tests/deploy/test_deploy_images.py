@@ -300,7 +300,7 @@ def test_constraints_satisfy_setup_cfg() -> None:
 
 
 def test_turbovnc_policy_permits_what_rcsc3_uses() -> None:
-    from rcsc3_proxy import vnc
+    from rcsc3_proxy.desktop import vnc
 
     conf = (IMAGES / "gpu-node" / "turbovncserver-security.conf").read_text()
     m = re.search(r"^permitted-security-types\s*=\s*(.+)$", conf, re.MULTILINE)

@@ -66,7 +66,7 @@ def test_gres_conf_matches_the_node() -> None:
 def test_epilog_and_process_tracking() -> None:
     conf = {k: v for r in records(SLURM / "slurm.conf.snippet") for k, v in r.items()}
     # the path `rcsc3 lab up` and the node images install the epilog at
-    from rcsc3_spawner.lab import EPILOG_DEST
+    from rcsc3_lab.slurm import EPILOG_DEST
 
     assert conf["Epilog"] == str(EPILOG_DEST)
     assert conf["ProctrackType"] == "proctrack/cgroup" and "task/cgroup" in conf["TaskPlugin"]

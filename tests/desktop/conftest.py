@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))  # cdp.py, rfb.py
 sys.path.append(str(HERE.parent))  # polling.py (after HERE: `conftest` must stay this one)
 from polling import wait_until  # noqa: E402
 
-from rcsc3_proxy.procs import remove_stale_ice_sockets  # noqa: E402
+from rcsc3_proxy.desktop.procs import remove_stale_ice_sockets  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 CI = bool(os.environ.get("CI"))
@@ -98,7 +98,7 @@ def kill_user_processes(user: str, grace: float = 10.0) -> None:
     for d in runtime_dirs(user):
         shutil.rmtree(d, ignore_errors=True)
     # as the Slurm epilog does: a stale session-manager socket of this user would end another
-    # test user's session that gets its pid (see rcsc3_proxy.procs.remove_stale_ice_sockets)
+    # test user's session that gets its pid (see rcsc3_proxy.desktop.procs.remove_stale_ice_sockets)
     remove_stale_ice_sockets(uid=pwd.getpwnam(user).pw_uid)
 
 

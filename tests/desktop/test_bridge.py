@@ -15,9 +15,9 @@ from test_rfb_prelude import NOVNC_ENCODINGS, set_encodings
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from rcsc3_proxy.bridge import BRIDGE_HEADER, ends_an_update, ws_header
-from rcsc3_proxy.manager import parse_geometry
-from rcsc3_proxy.rfb_prelude import SECURITY_NONE, VERSION
+from rcsc3_proxy.desktop.bridge.handler import BRIDGE_HEADER, ends_an_update, ws_header
+from rcsc3_proxy.desktop.bridge.rfb_prelude import SECURITY_NONE, VERSION
+from rcsc3_proxy.desktop.manager import parse_geometry
 
 
 @pytest.mark.parametrize("n", [0, 1, 125, 126, 65535, 65536, 256 * 1024])

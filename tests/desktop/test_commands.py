@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import need
 
-from rcsc3_proxy import gl, vnc
-from rcsc3_proxy.config import RemoteDesktop
-from rcsc3_proxy.desktop import desktop_entry, resolve_bridge, vnc_entry
-from rcsc3_proxy.manager import DesktopManager
-from rcsc3_proxy.paths import RuntimePaths
+from rcsc3_proxy.desktop import gl, vnc
+from rcsc3_proxy.desktop.manager import DesktopManager
+from rcsc3_proxy.desktop.paths import RuntimePaths
+from rcsc3_proxy.desktop.server_proxy import desktop_entry, resolve_bridge, vnc_entry
+from rcsc3_proxy.desktop.settings import RemoteDesktop
 
 TIGER = vnc.VncServer("tigervnc", "/usr/bin/Xvnc", (1, 12, 0), "/usr/bin/vncpasswd")
 TURBO31 = vnc.VncServer("turbovnc", "/opt/TurboVNC/bin/Xvnc", (3, 1, 2), "/opt/TurboVNC/bin/vncpasswd")

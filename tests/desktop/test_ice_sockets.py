@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import dead_pids, poll, stale_socket, user_processes
 
-from rcsc3_proxy.procs import remove_stale_ice_sockets, remove_stale_session_auth_files
+from rcsc3_proxy.desktop.procs import remove_stale_ice_sockets, remove_stale_session_auth_files
 
-XSTARTUP = Path(__file__).resolve().parents[2] / "rcsc3_proxy" / "share" / "xstartup"
+XSTARTUP = Path(__file__).resolve().parents[2] / "rcsc3_proxy" / "desktop" / "session" / "xstartup"
 FAILING_SESSION = """#!/bin/sh
 # test session: {mode}
 mark="$HOME/.rcsc3-test-session-failed"

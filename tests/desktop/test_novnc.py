@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from rcsc3_proxy import novnc
+from rcsc3_proxy.desktop import novnc
 
 NOVNC = Path("/usr/share/novnc")
 ESBUILD = shutil.which(novnc.DEFAULT_ESBUILD) or shutil.which("esbuild")

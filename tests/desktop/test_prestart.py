@@ -17,8 +17,10 @@ from rfb import RFBClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from polling import wait_until  # noqa: E402
 
-from rcsc3_proxy import launcher, manager, prestart
-from rcsc3_proxy.config import RemoteDesktop
+from rcsc3_proxy import prestart
+from rcsc3_proxy.desktop import manager
+from rcsc3_proxy.desktop import supervisor_launcher as launcher
+from rcsc3_proxy.desktop.settings import RemoteDesktop
 
 
 def test_server_config_files_merge_like_the_server_does(tmp_path):

@@ -1,4 +1,4 @@
-"""The bridge's RFB prelude (rcsc3_proxy/rfb_prelude.py) and its gathering of Xvnc's pieces.
+"""The bridge's RFB prelude (rcsc3_proxy/desktop/bridge/rfb_prelude.py) and its gathering of Xvnc's pieces.
 
 Pure protocol logic, fed the bytes a TigerVNC server and noVNC exchange; the same code runs
 against a real Xvnc and Chromium in test_bridge.py and test_browser.py.
@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from rcsc3_proxy import bridge
-from rcsc3_proxy.rfb_prelude import VERSION, RfbPrelude
+from rcsc3_proxy.desktop.bridge import handler as bridge
+from rcsc3_proxy.desktop.bridge.rfb_prelude import VERSION, RfbPrelude
 
 SERVER_INIT = struct.pack(">HH", 1280, 683) + bytes.fromhex("2018000100ff00ff00ff100800000000") + \
     struct.pack(">I", 8) + b"student1"

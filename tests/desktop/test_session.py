@@ -1,4 +1,4 @@
-"""The xfce session rcsc3 ships (share/xdg): what a new student's desktop is made of.
+"""The xfce session rcsc3 ships (desktop/session/xdg): what a new student's desktop is made of.
 
 Real Xvnc + xfce as a test user whose xfce settings were removed first (a new student).
 """
@@ -19,7 +19,7 @@ from polling import wait_until  # noqa: E402
 
 import rcsc3_proxy  # noqa: E402
 
-SHARE = Path(rcsc3_proxy.__file__).parent / "share" / "xdg"
+SHARE = Path(rcsc3_proxy.__file__).parent / "desktop" / "session" / "xdg"
 
 
 def test_a_new_students_panel_has_no_tray_sound_power_or_logout(server_factory):
@@ -121,14 +121,14 @@ def _desktop_entry(path: Path) -> dict[str, str]:
 
 
 def _session_clients() -> dict[str, int]:
-    """The programs of rcsc3's xfce session (share/xdg/.../xfce4-session.xml) and their priorities."""
+    """The programs of rcsc3's xfce session (desktop/session/xdg/.../xfce4-session.xml) and their priorities."""
     session = (SHARE / "xfce4" / "xfconf" / "xfce-perchannel-xml" / "xfce4-session.xml").read_text()
     commands = dict(re.findall(r'name="(Client\d+)_Command" type="array">\s*<value type="string" value="([^"]+)"', session))
     return {commands[c]: int(p) for c, p in re.findall(r'name="(Client\d+)_Priority" type="int" value="(\d+)"', session)}
 
 
 def test_no_program_of_the_session_is_also_autostarted():
-    """xfce4-session starts its clients (share/xdg/.../xfce4-session.xml), then the autostart entries
+    """xfce4-session starts its clients (desktop/session/xdg/.../xfce4-session.xml), then the autostart entries
     of XDG_CONFIG_DIRS (rcsc3's first: a Hidden=true entry there hides the system's). A client that
     is also autostarted starts twice: the second copy loads GTK, finds the first running and quits."""
     clients = set(_session_clients())

@@ -38,7 +38,7 @@ DESKTOP_PHASE = "window.rcsc3Desktop && window.rcsc3Desktop.phase"
 #: an xfce desktop shows hundreds of colours on the canvas; a black or error screen a handful
 MIN_COLOURS = 100
 #: what a student's desktop is made of: the supervisor, the VNC server, the xfce session and its helpers
-DESKTOP_PROCESS = re.compile(r"Xvnc|Xtigervnc|xfce|xfwm|xfdesktop|xfsettingsd|rcsc3_proxy\.supervisor|websockify|vglrun")
+DESKTOP_PROCESS = re.compile(r"Xvnc|Xtigervnc|xfce|xfwm|xfdesktop|xfsettingsd|rcsc3_proxy\.desktop\.supervisor|websockify|vglrun")
 
 
 @dataclass

@@ -87,7 +87,7 @@ async def test_student_journey(idle, shots):
             [job] = job_ids(messages)
             job_log = Path(f"/home/{user}/.rcsc3/logs/jupyter-{job}.log").read_text()
             assert "Remote Desktop starting alongside the server (prestart)" in job_log, job_log[-2000:]
-            assert sum("rcsc3_proxy.supervisor" in p for p in desktop_processes(user)) == 1, desktop_processes(user)
+            assert sum("rcsc3_proxy.desktop.supervisor" in p for p in desktop_processes(user)) == 1, desktop_processes(user)
             assert sum(p.split()[1].endswith(("Xvnc", "Xtigervnc")) for p in desktop_processes(user) if len(p.split()) > 1) == 1
 
             names = await steps.examples_listed(page)

@@ -22,7 +22,7 @@ from e2e_journey import Steps, job_ids, reset_workspace
 from hubproc import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-EXTENSION = REPO / "rcsc3_proxy" / "share" / "labextension"
+EXTENSION = REPO / "rcsc3_proxy" / "jupyter" / "labextension"
 VENV = Path(os.environ.get("RCSC3_VENV", "/opt/rcsc3/venv"))
 NOTEBOOK = "rcsc3-launcher-test.ipynb"
 

@@ -7,9 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from traitlets.config import Config
 
-from rcsc3_proxy.engines_config import apply_session_defaults
-from rcsc3_proxy.engines_output import SrunOutput, expand_tasks
-from rcsc3_proxy.engines_slurm import (
+from rcsc3_proxy.engines.allocation import (
     Allocation,
     NotInSlurmJob,
     TooManyEngines,
@@ -17,6 +15,8 @@ from rcsc3_proxy.engines_slurm import (
     plan_engines,
     srun_argv,
 )
+from rcsc3_proxy.engines.session_defaults import apply_session_defaults
+from rcsc3_proxy.engines.step_output import SrunOutput, expand_tasks
 
 SESSION = {"SLURM_JOB_ID": "7", "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_CPUS_PER_NODE": "3", "RCSC3_ENGINES": "2"}
 

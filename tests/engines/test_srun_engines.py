@@ -100,7 +100,7 @@ def test_engines_are_a_step_of_the_students_job_and_stop_removes_everything(job_
     assert not os.path.exists(early)
     # reattaching to the stopped step reports that it is gone
     restored = k.run(
-        "from rcsc3_proxy.engines import SrunEngineSetLauncher, NotRunning\n"
+        "from rcsc3_proxy.engines.srun_launcher import SrunEngineSetLauncher, NotRunning\n"
         "try:\n    SrunEngineSetLauncher.from_dict(saved)\nexcept NotRunning as e:\n    print('NotRunning', e)"
     )
     assert restored.startswith("NotRunning"), restored

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from rcsc3_spawner.options import FIELDS, OptionError, form_to_options, parse_spawn_options
 from rcsc3_spawner.profiles import DEFAULT_PROFILES, ProfileError, format_walltime, parse_profiles, parse_walltime_minutes
-from rcsc3_spawner.slurm_info import parse_cluster
+from rcsc3_spawner.slurm.cluster_info import parse_cluster
 
 PROFILES = parse_profiles(DEFAULT_PROFILES)
 

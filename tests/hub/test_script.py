@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rcsc3_spawner.batch_script import JobSpec, ScriptError, render_batch_script
 from rcsc3_spawner.options import parse_spawn_options
 from rcsc3_spawner.profiles import DEFAULT_PROFILES, parse_profiles
-from rcsc3_spawner.script import JobSpec, ScriptError, render_batch_script
 
 PROFILES = parse_profiles(DEFAULT_PROFILES)
 

@@ -15,8 +15,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from .commands import hub_environment, run_command
-from .profiles import parse_walltime_minutes
+from ..profiles import parse_walltime_minutes
+from ..subprocesses import hub_environment, run_command
 
 KV_RE = re.compile(r"(\w+)=(.*?)(?=\s+\w+=|\s*$)")
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ with the Slurm parts on top:
   step (``scancel JOB.STEP``) and waits until Slurm has removed it, and
   `signal()` reaches the engines through ``scancel --signal``;
 - engines that die are reported (srun's task-end lines, tail of that engine's output);
-- `srun` runs under `rcsc3_proxy.engines_guard`, which ends the step (and the
+- `srun` runs under `rcsc3_proxy.engines.guard`, which ends the step (and the
   controller) when the kernel dies.
 """
 
@@ -44,8 +44,7 @@ from ipyparallel.cluster.launcher import (
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Float, Integer, List, Unicode
 
-from .engines_output import SrunOutput, TaskEnd
-from .engines_slurm import (
+from .allocation import (
     Allocation,
     EnginePlan,
     SlurmAllocationError,
@@ -55,6 +54,7 @@ from .engines_slurm import (
     run_command,
     srun_argv,
 )
+from .step_output import SrunOutput, TaskEnd
 
 __all__ = ["NotRunning", "SlurmAllocationError", "SrunEngineSetLauncher"]
 
@@ -126,7 +126,7 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
     guard = Bool(
         True,
         config=True,
-        help="Run srun under rcsc3_proxy.engines_guard, which ends the step (and the controller) if this process dies.",
+        help="Run srun under rcsc3_proxy.engines.guard, which ends the step (and the controller) if this process dies.",
     )
 
     job_id = Unicode(help="The Slurm job the step belongs to.").tag(to_dict=True)
@@ -221,7 +221,7 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
         engine = self.engine_cmd + self.cluster_args + url_args + self.engine_args
         if not self.guard:
             return srun + engine
-        guard = [sys.executable, "-m", "rcsc3_proxy.engines_guard", "--watch", str(os.getpid())]
+        guard = [sys.executable, "-m", "rcsc3_proxy.engines.guard", "--watch", str(os.getpid())]
         for pid in self._controller_pids():
             guard += ["--also-stop", str(pid)]
         if self._url_file:

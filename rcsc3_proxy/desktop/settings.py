@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from importlib import resources
 from pathlib import Path
 
 from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default, validate
 from traitlets.config import Configurable
 
-HERE = Path(__file__).resolve().parent
+#: rcsc3's xfce session (session/xstartup): run with /bin/sh, so it needs a real file on disk
+DEFAULT_XSTARTUP = str(resources.files("rcsc3_proxy.desktop") / "session" / "xstartup")
 
 
 class RemoteDesktop(Configurable):
@@ -47,7 +49,7 @@ class RemoteDesktop(Configurable):
         own = Path.home() / ".vnc" / "xstartup"
         if own.is_file() and os.access(own, os.X_OK):
             return [str(own)]
-        return ["/bin/sh", str(HERE / "share" / "xstartup")]
+        return ["/bin/sh", DEFAULT_XSTARTUP]
 
     vglrun = Unicode(
         "auto",
@@ -57,7 +59,7 @@ class RemoteDesktop(Configurable):
     bridge = CaselessStrEnum(
         ["raw", "websockify", "supervisor"], default_value="raw",
         help="How the browser's websocket reaches Xvnc; both go through jupyter-server-proxy's authenticated "
-        "`desktop-vnc` route. 'raw' (default): rcsc3's bridge (rcsc3_proxy/bridge.py, a subclass of "
+        "`desktop-vnc` route. 'raw' (default): rcsc3's bridge (rcsc3_proxy/desktop/bridge/, a subclass of "
         "jupyter-server-proxy's raw_socket_proxy handler) writes the frames straight into Xvnc's unix socket, "
         "one hop, with TCP_NODELAY and backpressure. 'websockify': jupyter-server-proxy proxies the websocket "
         "to the stock websockify (a child of the desktop, on a 0600 unix socket), which unwraps it into Xvnc's "

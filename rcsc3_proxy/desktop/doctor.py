@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import gl, vnc
-from .config import HERE, RemoteDesktop
+from .settings import DEFAULT_XSTARTUP, RemoteDesktop
 
 
 @dataclass
@@ -75,7 +75,7 @@ def check_session(settings: RemoteDesktop) -> list[Finding]:
                            "set c.RemoteDesktop.xstartup or make ~/.vnc/xstartup executable"))
     else:
         out.append(Finding("ok", "xstartup", " ".join(cmd)))
-    if script == str(HERE / "share" / "xstartup"):
+    if script == DEFAULT_XSTARTUP:
         for tool, pkg in (("xfce4-session", "xfce4-session"), ("dbus-run-session", "dbus")):
             if not shutil.which(tool):
                 out.append(Finding("fail", "session", f"{tool} not found", f"apt-get install {pkg}"))

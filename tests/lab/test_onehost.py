@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rcsc3_spawner.lab import GRES_CONF, SLURM_CONF, NodeShape, render_gres_conf, render_slurm_conf
+from rcsc3_lab.node import NodeShape
+from rcsc3_lab.slurm import GRES_CONF, SLURM_CONF, render_gres_conf, render_slurm_conf
 
 pytestmark = pytest.mark.slurm
 RCSC3 = str(Path(sys.executable).parent / "rcsc3")

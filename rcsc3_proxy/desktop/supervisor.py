@@ -1,4 +1,4 @@
-"""The desktop supervisor: `python -m rcsc3_proxy.supervisor --runtime-dir DIR --parent-fd FD`.
+"""The desktop supervisor: `python -m rcsc3_proxy.desktop.supervisor --runtime-dir DIR --parent-fd FD`.
 
 One small process per Jupyter server. It
 
@@ -23,15 +23,16 @@ import logging
 import os
 import signal
 import sys
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil, web
 
 from . import novnc, procs
-from .config import HERE, RemoteDesktop
 from .manager import DesktopManager
 from .paths import RuntimePaths
+from .settings import RemoteDesktop
 
 log = logging.getLogger("rcsc3.desktop")
 
@@ -121,7 +122,7 @@ def _inline_js(path: Path) -> str:
 
 
 def make_app(desktop: DesktopManager) -> web.Application:
-    static = HERE / "static"
+    static = Path(str(resources.files("rcsc3_proxy.desktop") / "static"))
     novnc_dir = Path(desktop.settings.novnc_path)
     modules = novnc.modules(novnc_dir) if novnc_dir.is_dir() else []
     version = novnc.version(novnc_dir, modules)
@@ -240,7 +241,7 @@ def _remove_runtime_dir(paths: RuntimePaths) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rcsc3_proxy.supervisor", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rcsc3_proxy.desktop.supervisor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runtime-dir", required=True, help="private 0700 directory for the sockets")
     parser.add_argument("--parent-fd", type=int, help="read end of a pipe the Jupyter server holds open")
     parser.add_argument("--parent-pid", type=int, help="pid of the Jupyter server (closes the PDEATHSIG race)")

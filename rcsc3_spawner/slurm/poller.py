@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .commands import hub_environment, run_command
+from ..subprocesses import hub_environment, run_command
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,17 @@ readiness with connections VNC servers count as attacks.
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from pathlib import Path
 
 from . import bridge
-from .config import HERE, RemoteDesktop
-from .launcher import SupervisorLauncher, ensure_supervisor, resolve_bridge, running_supervisor
 from .paths import RuntimePaths
+from .settings import RemoteDesktop
+from .supervisor_launcher import SupervisorLauncher, ensure_supervisor, resolve_bridge, running_supervisor
 
 log = logging.getLogger("rcsc3.desktop")
 
-ICON = HERE / "icons" / "desktop.svg"
+ICON = Path(str(resources.files("rcsc3_proxy.desktop") / "icons" / "desktop.svg"))
 __all__ = ["desktop_entry", "resolve_bridge", "setup_desktop", "setup_desktop_vnc", "vnc_entry"]
 
 
@@ -61,7 +62,7 @@ def vnc_entry(paths: RuntimePaths, bridge: str = "raw") -> dict:
     """The `desktop-vnc` entry, where the page's noVNC connects. Either way the request passes
     jupyter-server-proxy's authenticated websocket handler first (login, token, Origin).
 
-    * "raw": websocket frames go straight into Xvnc's unix socket. rcsc3's bridge (`bridge.py`,
+    * "raw": websocket frames go straight into Xvnc's unix socket. rcsc3's bridge (`bridge/`,
       installed by `setup_desktop_vnc`) serves the route; this raw_socket_proxy entry is its fallback;
     * "websockify": the websocket is proxied on to the stock websockify on its unix socket,
       which unwraps it into Xvnc's socket.
@@ -83,7 +84,7 @@ def setup_desktop() -> dict:
 def setup_desktop_vnc() -> dict:
     """Entry point `jupyter_serverproxy_servers: desktop-vnc`.
 
-    For bridge "raw" our own handler (`bridge.py`) takes the route first; the entry
+    For bridge "raw" our own handler (`bridge/`) takes the route first; the entry
     returned here is jupyter-server-proxy's raw_socket_proxy, which serves only if the
     server's web app could not be reached to install ours.
     """

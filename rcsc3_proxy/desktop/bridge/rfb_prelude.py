@@ -2,7 +2,7 @@
 
 Between the websocket opening and noVNC's first picture there are four round trips between
 the browser and Xvnc that carry no picture. Through the proxies each costs 10-60 ms on the lab
-node, and noVNC only starts on them once it has loaded. The bridge (`bridge.py`) talks to
+node, and noVNC only starts on them once it has loaded. The bridge (`handler.py`) talks to
 Xvnc over a unix socket, in about a millisecond, so it takes them over:
 
 * The handshake (RFC 6143 7.1-7.3): protocol version, security type, shared session. The
@@ -77,7 +77,7 @@ class RfbPrelude:
         self._first_request: bytes | None = None  # the client's first (full) FramebufferUpdateRequest
         self._watch_server = True  # Xvnc's messages after the handshake, until its first FramebufferUpdate
         self._seen = 0  # bytes watched after the handshake, both sides
-        self.marks_update_ends = False  # whether the client asked for LastRect (see bridge.py)
+        self.marks_update_ends = False  # whether the client asked for LastRect (see handler.py)
 
     @property
     def server_done(self) -> bool:

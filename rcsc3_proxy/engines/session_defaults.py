@@ -27,7 +27,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from .engines_slurm import RESERVED_ENGINES_ENV, _int
+from .allocation import RESERVED_ENGINES_ENV, _int
 
 #: the controller's heartbeat period (ms) inside Slurm jobs; ipyparallel's default is 3000
 HEARTBEAT_MS = 500

@@ -1,6 +1,6 @@
 """Run `srun` for an engine step, and end it when the notebook kernel dies.
 
-    python -m rcsc3_proxy.engines_guard --watch KERNEL_PID [--also-stop CONTROLLER_PID] -- srun ...
+    python -m rcsc3_proxy.engines.guard --watch KERNEL_PID [--also-stop CONTROLLER_PID] -- srun ...
 
 Why a guard: the launcher starts `srun` in its own session (so a Ctrl-C in the
 notebook does not reach the engines), which also means a kernel killed by the
@@ -64,7 +64,7 @@ def _exit_code(returncode: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rcsc3_proxy.engines_guard", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rcsc3_proxy.engines.guard", description=__doc__.split("\n")[0])
     parser.add_argument("--watch", type=int, required=True, help="pid whose death ends the command (the kernel)")
     parser.add_argument(
         "--also-stop", type=int, action="append", default=[], help="pid to stop too when --watch dies (the controller)"

@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 
 from . import vnc
-from .config import RemoteDesktop
 from .paths import RuntimePaths
+from .settings import RemoteDesktop
 
 log = logging.getLogger("rcsc3.desktop")
 
@@ -63,7 +63,7 @@ def ensure_supervisor(settings: RemoteDesktop, prestart_now: bool = False) -> Su
 
 
 class SupervisorLauncher:
-    """Runs `python -m rcsc3_proxy.supervisor` and restarts it (a bounded number of times) if it crashes."""
+    """Runs `python -m rcsc3_proxy.desktop.supervisor` and restarts it (a bounded number of times) if it crashes."""
 
     max_restarts = 3
 
@@ -75,7 +75,7 @@ class SupervisorLauncher:
         self._restarts = 0
 
     def command(self, parent_fd: int, prestart: bool, prestart_now: bool = False) -> list[str]:
-        cmd = [sys.executable, "-m", "rcsc3_proxy.supervisor", "--runtime-dir", str(self.paths.root),
+        cmd = [sys.executable, "-m", "rcsc3_proxy.desktop.supervisor", "--runtime-dir", str(self.paths.root),
                "--parent-fd", str(parent_fd), "--parent-pid", str(os.getpid())]
         if prestart_now:
             return [*cmd, "--prestart-now"]

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from . import gl, procs, vnc, xauth
-from .config import RemoteDesktop
 from .paths import RuntimePaths
+from .settings import RemoteDesktop
 
 log = logging.getLogger("rcsc3.desktop")
 

@@ -1,0 +1,1 @@
+"""The hub's view of Slurm: one shared `squeue` poller for every job, and the partitions' limits."""
