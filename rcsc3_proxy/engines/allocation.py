@@ -36,7 +36,7 @@ class TooManyEngines(SlurmAllocationError):
     """More engines were asked than the allocation can run."""
 
 
-_CPUS_PER_NODE_ITEM = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
+_CPUS_PER_NODE_ITEM = re.compile(r"(\d+)(?:\(x(\d+)\))?")
 
 
 def parse_cpus_per_node(value: str) -> list[int]:
@@ -46,7 +46,7 @@ def parse_cpus_per_node(value: str) -> list[int]:
     """
     counts: list[int] = []
     for item in value.split(","):
-        m = _CPUS_PER_NODE_ITEM.match(item.strip())
+        m = _CPUS_PER_NODE_ITEM.fullmatch(item.strip())
         if m is None:
             raise ValueError(f"not a Slurm per-node count list: {value!r}")
         counts.extend([int(m.group(1))] * int(m.group(2) or 1))
@@ -71,6 +71,10 @@ class Allocation:
     reserved_engines: int | None
     #: the node this process runs on, '' when not on a node of the job (an salloc shell on a login host)
     node_name: str
+    #: the job's task count (``sbatch -n``, $SLURM_NTASKS); None when Slurm did not say
+    tasks: int | None = None
+    #: the job was submitted with ``--overcommit`` ($SLURM_OVERCOMMIT): its tasks share CPUs
+    overcommit: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Allocation:
@@ -100,6 +104,9 @@ class Allocation:
             cpus=cpus,
             reserved_engines=reserved,
             node_name=env.get("SLURMD_NODENAME", ""),
+            tasks=_int(env, "SLURM_NTASKS") or _int(env, "SLURM_NPROCS"),
+            # sbatch/salloc --overcommit exports SLURM_OVERCOMMIT=1, which every srun in the job reads too
+            overcommit=env.get("SLURM_OVERCOMMIT", "").strip().lower() in ("1", "yes", "true"),
         )
 
     @property
@@ -111,10 +118,15 @@ class Allocation:
         """Engines that get a CPU of their own: the default number of engines.
 
         In an rcsc3 session that is what the spawn form reserved (one CPU stays with
-        the Jupyter server); elsewhere every CPU of the job.
+        the Jupyter server); elsewhere every CPU of the job -- or, in a job submitted
+        with ``--overcommit``, its task count if that is more (``sbatch -n 6 --overcommit``
+        asks for 6 tasks on fewer CPUs, and a bare `srun` there starts 6).
         """
         cpus = self.cpus if self.reserved_engines is None else min(self.reserved_engines, self.cpus)
-        return max(cpus // cpus_per_engine, 0)
+        slots = max(cpus // cpus_per_engine, 0)
+        if self.overcommit and self.tasks and self.reserved_engines is None:
+            slots = max(slots, self.tasks)
+        return slots
 
     def cpu_slots(self, cpus_per_engine: int = 1) -> int:
         """Engines Slurm accepts in one step without ``--overcommit``.
@@ -128,7 +140,8 @@ class Allocation:
         """One line for error messages, e.g. 'Slurm job 12 (3 CPUs on 1 node, 2 reserved for engines)'."""
         nodes = f"{self.nodes} node" + ("s" if self.nodes != 1 else "")
         reserved = "" if self.reserved_engines is None else f", {self.reserved_engines} reserved for engines"
-        return f"Slurm job {self.job_id} ({self.cpus} CPUs on {nodes}{reserved})"
+        overcommit = f", {self.tasks} tasks with --overcommit" if self.overcommit and self.tasks else ""
+        return f"Slurm job {self.job_id} ({self.cpus} CPUs on {nodes}{reserved}{overcommit})"
 
 
 @dataclass(frozen=True)
@@ -160,31 +173,36 @@ def plan_engines(
         "ask for fewer engines, a bigger allocation, or let engines share CPUs with "
         "c.SrunEngineSetLauncher.overcommit = True"
     )
-    if n <= own:
+    if n <= min(own, shared):
         return EnginePlan(n, overcommit=False)
     if n <= shared:
         # Slurm allows it (the batch step holds no step CPUs); only the server's CPU is shared.
         return EnginePlan(n, False, f"{n} engines share the Jupyter server's CPU ({alloc.describe()})")
-    if shared < 1 and not overcommit:
-        raise TooManyEngines(
-            f"{alloc.describe()} has no room for an engine of {cpus_per_engine} CPUs; {hint}"
-        )
     if not overcommit:
+        if shared < 1:
+            raise TooManyEngines(f"{alloc.describe()} has no room for an engine of {cpus_per_engine} CPUs; {hint}")
+        fits = min(own, shared)
         raise TooManyEngines(
-            f"{n} engines asked, but {alloc.describe()} has room for {own} engine(s) with a CPU each"
-            + (f" ({shared} if they share the Jupyter server's CPU)" if shared > own else "")
+            f"{n} engines asked, but {alloc.describe()} has room for {fits} engine(s) with a CPU each"
+            + (f" ({shared} if they share the Jupyter server's CPU)" if shared > fits else "")
             + f"; {hint}"
         )
     most = max_engines_per_cpu * alloc.cpus // cpus_per_engine
-    if n > most:
+    # the tasks the job itself was submitted for are never a typo, whatever the ratio
+    asked = alloc.tasks if alloc.overcommit and alloc.tasks else 0
+    if n > max(most, asked):
         raise TooManyEngines(
-            f"{n} engines asked, but {alloc.describe()} can run at most {most} "
+            f"{n} engines asked, but {alloc.describe()} can run at most {max(most, asked)} "
             f"even when overcommitting ({max_engines_per_cpu} per CPU, "
-            "c.SrunEngineSetLauncher.max_engines_per_cpu)"
+            "c.SrunEngineSetLauncher.max_engines_per_cpu"
+            + (f", or the job's {asked} tasks" if asked else "")
+            + ")"
         )
-    return EnginePlan(
-        n, True, f"overcommitting: {n} engines on {alloc.cpus} CPU(s) of {alloc.describe()}; expect no speedup beyond {shared}"
-    )
+    if alloc.overcommit:
+        note = f"{n} engines share {alloc.cpus} CPU(s) of {alloc.describe()}, as the job asked"
+    else:
+        note = f"overcommitting: {n} engines on {alloc.cpus} CPU(s) of {alloc.describe()}; expect no speedup beyond {shared}"
+    return EnginePlan(n, True, note)
 
 
 def srun_argv(

@@ -17,7 +17,8 @@ with the Slurm parts on top:
 - the step's id is looked up (``squeue --steps``), so `stop()` cancels exactly that
   step (``scancel JOB.STEP``) and waits until Slurm has removed it, and
   `signal()` reaches the engines through ``scancel --signal``;
-- engines that die are reported (srun's task-end lines, tail of that engine's output);
+- engines that die are reported (srun's task-end lines, tail of that engine's output),
+  while a normal stop says so in one line (`stop_report`), not as 137s and "Killed";
 - `srun` runs under `rcsc3_proxy.engines.guard`, which ends the step (and the
   controller) when the kernel dies.
 """
@@ -54,7 +55,9 @@ from .allocation import (
     run_command,
     srun_argv,
 )
+from .process_exit import wait_for_exit
 from .step_output import SrunOutput, TaskEnd
+from .stop_report import StepStopData, stop_summary
 
 __all__ = ["NotRunning", "SlurmAllocationError", "SrunEngineSetLauncher"]
 
@@ -135,10 +138,13 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._output = SrunOutput()
+        # not `_output`: LocalProcessLauncher.get_output() caches the output text there
+        self._step_output = SrunOutput()
         self._output_offset = 0
         self._output_watch: PeriodicCallback | None = None
         self._stop_requested = False
+        #: engines that had ended on their own when stop() was called
+        self._died_before_stop: dict[int, TaskEnd] = {}
         self._plan: EnginePlan | None = None
         self._url_file = ""
         self._adopt_default_n()
@@ -273,7 +279,11 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
         alloc = Allocation.from_env()
         if shutil.which(self.srun_cmd[0]) is None:
             raise SlurmAllocationError(f"{self.srun_cmd[0]!r} not found on PATH: is the Slurm client installed here?")
-        overcommit = alloc.in_rcsc3_session if self.overcommit is None else self.overcommit
+        if self.overcommit is None:
+            # an rcsc3 session shares the server's CPU anyway; `sbatch --overcommit` asked for it
+            overcommit = alloc.in_rcsc3_session or alloc.overcommit
+        else:
+            overcommit = self.overcommit
         self._plan = plan = plan_engines(
             alloc,
             n,
@@ -282,7 +292,8 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
             max_engines_per_cpu=self.max_engines_per_cpu,
         )
         if plan.note:
-            self.log.warning("srun engines: %s", plan.note)
+            # sharing CPUs is worth a warning, unless the job was submitted with --overcommit
+            (self.log.info if alloc.overcommit else self.log.warning)("srun engines: %s", plan.note)
         self.n = plan.n
         self.job_id = alloc.job_id
         self.step_name = "-".join(
@@ -338,7 +349,7 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
 
     def _srun_reason(self) -> str:
         self.read_output()
-        messages = self._output.srun_messages()
+        messages = self._step_output.srun_messages()
         return " / ".join(messages[-3:]) if messages else "srun printed nothing"
 
     # -- watching the engines ------------------------------------------------
@@ -357,7 +368,7 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
         except FileNotFoundError:
             return []
         self._output_offset += len(chunk)
-        ended = self._output.feed(chunk.decode("utf8", "replace"))
+        ended = self._step_output.feed(chunk.decode("utf8", "replace"))
         if not self._stop_requested:
             for end in ended:
                 tail = "\n".join("    " + line for line in end.tail[-5:])
@@ -369,36 +380,15 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
     @property
     def ended_tasks(self) -> dict[int, TaskEnd]:
         """Engines (by srun task number) that ended while the step ran, with the reason."""
-        return dict(self._output.ended)
+        return dict(self._step_output.ended)
 
     @property
     def engine_ids(self) -> dict[int, int]:
         """srun task number -> ipyparallel engine id, for engines that registered."""
-        return dict(self._output.engine_ids)
-
-    def _wait(self) -> None:
-        # LocalProcessLauncher._wait hands the exit to self.loop only; when the cluster
-        # is driven by *_sync calls outside a running loop, that loop is closed by now
-        # (tornado drops the callback), so the exit is also kept for join() to report.
-        exit_code = None
-        while not self._stop_waiting.is_set() and self.state == "running":
-            try:
-                exit_code = self.process.wait(timeout=self.poll_seconds)
-            except psutil.TimeoutExpired:
-                continue
-            except psutil.NoSuchProcess:
-                break
-            else:
-                break
-        data = {"exit_code": exit_code, "pid": self.pid, "identifier": self.identifier}
-        self._exit_data = data  # for join(): tornado silently drops callbacks to a closed loop
-        self.loop.add_callback(lambda: self.notify_stop(data))
-        if self._popen_process:
-            self._popen_process.wait(0)
-
-    _exit_data: dict | None = None
+        return dict(self._step_output.engine_ids)
 
     def notify_stop(self, data: dict) -> dict:
+        """Record the step's end; its stop data prints as one line (see `stop_report`)."""
         if self.state == "after":
             return data
         if self._output_watch is not None:
@@ -406,24 +396,44 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
         self._remove_url_file()
         self.read_output()
         srun_code = data.get("exit_code")
-        data = dict(data, job_id=self.job_id, step_id=self.step_id, srun_exit_code=srun_code)
-        if self._output.ended:
-            data["ended_tasks"] = {t: e.describe() for t, e in self._output.ended.items()}
-        if self._stop_requested:
+        # engines the stop itself ended are no news; the ones that died before (or unasked) are
+        died = self._died_before_stop if self._stop_requested else dict(self._step_output.ended)
+        failed, summary = stop_summary(
+            step_id=self.step_id,
+            step_name=self.step_name,
+            n=self.n,
+            stop_requested=self._stop_requested,
+            srun_exit_code=srun_code,
+            died=died,
+        )
+        data = StepStopData(
+            data,
+            job_id=self.job_id,
+            step_id=self.step_id,
+            engines=self.n,
+            srun_exit_code=srun_code,
+            summary=summary,
             # ended because we cancelled it: that is success, whatever signal srun died of
-            data["exit_code"] = 0
+            exit_code=(srun_code or 1) if failed else 0,
+        )
+        if died:
+            data["ended_tasks"] = {t: e.describe() for t, e in died.items()}
+        if self._stop_requested:
             data["cancelled"] = True
         return super().notify_stop(data)
 
     def _log_output(self, stop_data: dict | None = None) -> None:
-        if not stop_data or stop_data.get("cancelled") or not stop_data.get("exit_code"):
-            self.log.debug("Engine step %s ended: %s", self.step_id or self.step_name, stop_data)
+        # BaseLauncher.notify_stop's hook (pinned by tests/engines/test_process_exit.py):
+        # instead of the last 100 lines of every engine, a failure gets a summary
+        output = self.get_output(remove=True)  # as the base class: keep the text, remove the file
+        if not stop_data or not stop_data.get("exit_code"):
+            self.log.debug("Engine step %s: %s (%d bytes of output)", self.step_id or self.step_name, stop_data, len(output))
             return
         lines = [f"Engine step {self.step_id or self.step_name} ended (srun exit code {stop_data.get('srun_exit_code')})"]
-        for reason, tasks in self._output.by_reason().items():
+        for reason, tasks in self._step_output.by_reason().items():
             lines.append(f"  {len(tasks)} engine(s) {reason}: srun tasks {', '.join(map(str, sorted(tasks)))}")
-        lines += [f"  srun: {m}" for m in self._output.srun_messages()[-5:]]
-        for end in list(self._output.ended.values())[:1]:
+        lines += [f"  srun: {m}" for m in self._step_output.srun_messages()[-5:]]
+        for end in list(self._step_output.ended.values())[:1]:
             lines.append(f"  last output of srun task {end.task}:")
             lines += ["    " + line for line in end.tail[-10:]]
         self.log.warning("\n".join(lines))
@@ -455,24 +465,19 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
     # -- stop ----------------------------------------------------------------
 
     async def join(self, timeout: float | None = None) -> None:
-        """Wait for srun to exit without blocking the event loop."""
-        thread = self._wait_thread
-        if thread is None:
-            return
-        # a bounded poll, not an executor: this also runs from ipyparallel's atexit
-        # cleanup, when no new threads or executor jobs may be started
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while thread.is_alive():
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"srun {self.pid} did not exit in {timeout} seconds")
-            await asyncio.sleep(0.05)
-        if self._exit_data is not None and self.state != "after":
-            self.notify_stop(self._exit_data)
+        """Wait for srun to exit without blocking the event loop (see `process_exit`).
+
+        A bounded poll, not an executor: this also runs from ipyparallel's atexit
+        cleanup, when no new threads or executor jobs may be started.
+        """
+        await wait_for_exit(self, timeout)
 
     async def stop(self) -> None:
         """Cancel exactly our step (``scancel JOB.STEP``) and wait until Slurm has removed it."""
         if self.state != "running":
             return
+        self.read_output()
+        self._died_before_stop = dict(self._step_output.ended)
         self._stop_requested = True
         if self.step_id:
             rc, out = await run_command([self.scancel_cmd, "--quiet", self.step_id])
@@ -485,12 +490,19 @@ class SrunEngineSetLauncher(LocalProcessLauncher, EngineLauncher):
             await self.join(timeout=self.stop_timeout)
         except TimeoutError:
             self.log.warning("srun %s still running %ss after cancelling its step: killing it", self.pid, self.stop_timeout)
-            try:
-                os.killpg(self.pid, signal.SIGKILL)  # the guard and srun share a process group
-            except ProcessLookupError:
-                pass
+            self._kill_tree()
             await self.join(timeout=self.stop_seconds_until_kill)
         await self._wait_step_gone()
+
+    def _kill_tree(self) -> None:
+        """SIGKILL the guard and everything under it (srun); psutil's handles are immune to pid reuse."""
+        try:
+            tree = [*self.process.children(recursive=True), self.process]
+        except psutil.NoSuchProcess:
+            return
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
 
     async def _wait_step_gone(self) -> None:
         """Bounded wait until `squeue --steps` no longer lists the step (Slurm's cleanup is async)."""

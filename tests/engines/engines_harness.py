@@ -117,7 +117,7 @@ def require_student() -> str:
 
 
 def submit_job(user: str, workdir: Path, script: str, ntasks: int, engines: int | None, gpus: int = 0,
-               extra_env: dict[str, str] | None = None) -> str:
+               extra_env: dict[str, str] | None = None, sbatch_args: tuple[str, ...] = ()) -> str:
     """Submit `script` as `user`'s batch job, from a clean environment, like the spawner; returns the job id."""
     home = pwd.getpwnam(user).pw_dir
     env = [f"HOME={home}", f"USER={user}", f"LOGNAME={user}", f"PATH={VENV_BIN}:/usr/bin:/bin", "LANG=C.UTF-8"]
@@ -135,7 +135,7 @@ def submit_job(user: str, workdir: Path, script: str, ntasks: int, engines: int 
     ]  # fmt: skip
     if gpus:
         argv.append(f"--gres=gpu:{gpus}")
-    argv.append(str(workdir / "job.sh"))
+    argv += [*sbatch_args, str(workdir / "job.sh")]
     res = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, f"sbatch failed: {res.stderr}"
     return res.stdout.strip().split(";")[0]

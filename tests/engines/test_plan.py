@@ -58,6 +58,33 @@ def test_plans(env, n, overcommit, expect):
     assert expect[2] in plan.note
 
 
+#: `sbatch -n 6 --overcommit` in the lab: Slurm gives the job 1 CPU for its 6 tasks
+OVERCOMMITTED = {"SLURM_JOB_ID": "9", "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_CPUS_PER_NODE": "1",
+                 "SLURM_NTASKS": "6", "SLURM_OVERCOMMIT": "1"}  # fmt: skip
+
+
+def test_a_job_submitted_with_overcommit_gets_its_task_count_as_srun_would():
+    alloc = Allocation.from_env(OVERCOMMITTED)
+    assert (alloc.cpus, alloc.tasks, alloc.overcommit, alloc.engine_slots(), alloc.cpu_slots()) == (1, 6, True, 6, 1)
+    assert "6 tasks with --overcommit" in alloc.describe()
+    # the launcher's default (overcommit=None) follows the job: see SrunEngineSetLauncher.start
+    for n in (1, 2, 5, 6):
+        plan = plan_engines(alloc, n, overcommit=alloc.overcommit)
+        assert (plan.n, plan.overcommit) == (n, n > 1), plan
+    assert "as the job asked" in plan_engines(alloc, 5, overcommit=True).note
+    # the typo guard allows the job's own tasks, even beyond 4 per CPU; not more
+    with pytest.raises(TooManyEngines, match=r"at most 6 even when overcommitting.*the job's 6 tasks"):
+        plan_engines(alloc, 7, overcommit=True)
+    # asked not to overcommit: the error counts CPUs, not the job's tasks
+    with pytest.raises(TooManyEngines, match=r"2 engines asked.*room for 1 engine\(s\) with a CPU each;"):
+        plan_engines(alloc, 2, overcommit=False)
+    # without --overcommit nothing changes: the job's CPUs
+    plain = Allocation.from_env({**OVERCOMMITTED, "SLURM_JOB_CPUS_PER_NODE": "4", "SLURM_NTASKS": "4", "SLURM_OVERCOMMIT": ""})
+    assert (plain.overcommit, plain.engine_slots(), plain.cpu_slots()) == (False, 4, 4)
+    with pytest.raises(TooManyEngines, match="room for 4 engine"):
+        plan_engines(plain, 5, overcommit=False)
+
+
 def test_too_many_engines_says_how_many_fit():
     alloc = Allocation.from_env(SESSION)
     with pytest.raises(TooManyEngines, match=r"5 engines asked.*room for 2 engine\(s\).*\(3 if they share"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import signal
 import stat
 import subprocess
@@ -92,7 +93,8 @@ def test_engines_are_a_step_of_the_students_job_and_stop_removes_everything(job_
     before = processes_with_env("IPP_CLUSTER_ID", info["cluster_id"])
     assert len(before) >= 3  # controller, 2 engines (+ nannies, srun, guard)
     k.run("saved = cluster.engine_set.to_dict()")  # what a cluster file keeps, e.g. for JupyterLab's panel
-    k.run("cluster.stop_cluster_sync()")
+    k.run("seen = len(records)")
+    stopped = k.run("cluster.stop_cluster_sync()")  # what the notebook cell prints (the Cluster logs to stdout)
     # stop() returns once Slurm has removed the step
     assert info["step"] not in job_steps(k.job)
     wait_until(lambda: _gone(before), 15, "every engine/controller process to exit")
@@ -105,6 +107,12 @@ def test_engines_are_a_step_of_the_students_job_and_stop_removes_everything(job_
     )
     assert restored.startswith("NotRunning"), restored
     assert k.value("records") and not any("Engine step" in r and "ended" in r for r in k.value("records"))
+    # a normal stop reads as one: one calm line, no "Killed" and no exit code 137 from the cancelled step
+    calm = f"Engines stopped (Slurm step {info['step']}, 2 engines)"
+    stop_log = "\n".join(k.value("records[seen:]"))
+    for text in (stopped, stop_log):
+        assert calm in text, text
+        assert "Killed" not in text and not re.search(r"\b137\b", text) and "ended_tasks" not in text, text
 
 
 def test_kernel_killed_takes_the_step_and_the_controller_with_it(job_kernel):
@@ -181,7 +189,35 @@ def test_a_killed_engine_is_reported_with_its_id_and_the_others_keep_working(job
     # one dead engine does not end the step
     assert k.value(f"rc[{survivor_id}].apply_sync(lambda: 6 * 7)") == 42
     assert k.value("cluster.engine_set.poll()") is None
+    step = k.value("cluster.engine_set.step_id")
+    stopped = k.run("cluster.stop_cluster_sync()")
+    # the stop is still calm about the engines it ended, and still names the one that had died
+    calm = rf"Engines stopped \(Slurm step {re.escape(step)}, 2 engines\); 1 had ended before: "
+    assert re.search(calm + rf"engine {victim_id} \(srun task 1 on \S+\): Killed", stopped), stopped
+    assert stopped.count("Killed") == 1, stopped
+
+
+def test_a_step_that_ends_unasked_says_so_with_srun_exit_code_and_the_dead_engine(job_kernel):
+    k = job_kernel(ntasks=2, engines=1)
+    k.run(START.format(args='engines="srun", n=1'))
+    [engine] = k.value(ENGINE_FACTS)
+    step = k.value("cluster.engine_set.step_id")
+    os.kill(engine["pid"], signal.SIGKILL)  # the only engine: srun ends the step by itself
+    line = wait_until(
+        lambda: next((r for r in k.value("records") if r.startswith("engine set stopped")), None),
+        30,
+        "the Cluster to log the engine set's end",
+        0.3,
+    )
+    assert re.search(
+        rf"Engine step ended unexpectedly \(Slurm step {re.escape(step)}, 1 engine, srun exit code 137\): "
+        r"engine 0 \(srun task 0 on \S+\): Killed",
+        line,
+    ), line
+    assert k.value("cluster.engine_set.stop_data['exit_code']") == 137
+    assert any(r.startswith(f"Engine step {step} ended (srun exit code 137)") for r in k.value("records"))
     k.run("cluster.stop_cluster_sync()")
+    assert step not in job_steps(k.job)
 
 
 def test_too_many_engines_says_how_many_fit_and_overcommit_works_when_asked(job_kernel):
