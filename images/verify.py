@@ -15,6 +15,7 @@ Exits 1 with one line per problem.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -43,9 +44,11 @@ PREFIX_FILES = {
     "hub": [],
     "node": ["etc/jupyter/labconfig/page_config.json", "etc/jupyter/jupyter_lab_config.json",
              "share/jupyter/lab/settings/overrides.json",
-             "share/jupyter/labextensions/rcsc3-jupyterlab/package.json",
-             "share/jupyter/labextensions/rcsc3-jupyterlab/static/remoteEntry.js"],
+             "share/jupyter/labextensions/rcsc3-jupyterlab/package.json"],
 }
+# rcsc3's JupyterLab plugin as built (labextension/): its entry file's name has a content hash,
+# and its package.json names it (jupyterlab._build.load).
+LABEXTENSION = "share/jupyter/labextensions/rcsc3-jupyterlab"
 SYSTEM_PROGRAMS = {
     "hub": ["configurable-http-proxy", "sudo", "sbatch", "squeue", "scancel", "scontrol", "munge"],
     "node": ["srun", "slurmd", "xfce4-session", "dbus-run-session", "xauth"],
@@ -64,6 +67,17 @@ def check_entry_points(role: str) -> list[str]:
         except Exception as e:  # noqa: BLE001 - report any import problem
             problems.append(f"entry point {group}:{name} does not load: {e}")
     return problems
+
+
+def check_labextension(path: Path) -> list[str]:
+    """The plugin's entry file, as its package.json names it, is installed next to it."""
+    try:
+        load = json.loads((path / "package.json").read_text())["jupyterlab"]["_build"]["load"]
+    except FileNotFoundError:
+        return []  # reported with PREFIX_FILES
+    except (ValueError, KeyError, TypeError) as e:
+        return [f"{path}/package.json is not a built JupyterLab extension ({e!r})"]
+    return [] if (path / load).is_file() else [f"{path}/{load} (its package.json's entry file) is missing"]
 
 
 def check_constraints(path: Path) -> list[str]:
@@ -121,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     problems += [f"{bin_dir}/{p} is missing" for p in VENV_PROGRAMS[args.role] if not (bin_dir / p).exists()]
     prefix = Path(sys.prefix)
     problems += [f"{prefix}/{p} is missing" for p in PREFIX_FILES[args.role] if not (prefix / p).is_file()]
+    if args.role == "node":
+        problems += check_labextension(prefix / LABEXTENSION)
     if args.constraints:
         problems += check_constraints(args.constraints)
     if not args.no_binaries:

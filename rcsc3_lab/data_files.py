@@ -23,16 +23,26 @@ def data_files(setup_cfg: Path) -> dict[str, list[str]]:
     return {target: [line.strip() for line in value.splitlines() if line.strip()] for target, value in section.items()}
 
 
+def expand(root: Path, source: str) -> list[Path]:
+    """The files a data_files entry names: itself, or what its glob matches (as setuptools expands it)."""
+    if not any(c in source for c in "*?["):
+        return [root / source]
+    matches = sorted(p for p in root.glob(source) if p.is_file())
+    if not matches:  # setuptools would install nothing, silently: say so
+        raise FileNotFoundError(f"setup.cfg's data_files pattern {source} matches no file (not built yet?)")
+    return matches
+
+
 def install(setup_cfg: Path, prefix: Path) -> list[Path]:
     """Copy every data file to its place under `prefix` (mode 644, directories 755); returns the copies."""
     root = setup_cfg.parent
     installed = []
-    for target, sources in data_files(setup_cfg).items():
+    for target, patterns in data_files(setup_cfg).items():
         directory = prefix / target
         directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-        for source in sources:
-            destination = directory / Path(source).name
-            shutil.copyfile(root / source, destination)
+        for source in (path for pattern in patterns for path in expand(root, pattern)):
+            destination = directory / source.name
+            shutil.copyfile(source, destination)
             destination.chmod(0o644)
             installed.append(destination)
     return installed

@@ -46,6 +46,8 @@ def by_text(selector: str, text: str) -> str:
 
 
 class UserPage(cdp.Page):
+    target_id: str = ""  # the browser's id of this tab (set when attached)
+
     async def front(self) -> None:
         """Make this the visible tab, as a person switching tabs does (background tabs are not painted)."""
         await self.send("Page.bringToFront")
@@ -67,9 +69,12 @@ class UserPage(cdp.Page):
             timeout, interval=0.05)
         return value
 
-    async def click(self, element_js: str, timeout: float = 30) -> None:
-        """Wait for the element (a JS expression) to be visible, then press and release the mouse on it."""
-        (x, y), _ = await self.wait_for(_CENTRE % element_js, timeout, interval=0.05)
+    async def click(self, element_js: str, timeout: float = 30, interval: float = 0.05) -> None:
+        """Wait for the element (a JS expression) to be visible, then press and release the mouse on it.
+
+        `interval`: how often to look for it (the press follows the first look that finds it).
+        """
+        (x, y), _ = await self.wait_for(_CENTRE % element_js, timeout, interval=interval)
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             extra = {"button": "left", "clickCount": 1} if kind != "mouseMoved" else {}
             await self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, **extra)
@@ -121,6 +126,7 @@ class UserBrowser(cdp.Browser):
     async def _attach(self, target: dict) -> UserPage:
         ws = await websocket_connect(target["webSocketDebuggerUrl"], max_message_size=256 * 1024 * 1024)
         page = UserPage(ws)
+        page.target_id = target["id"]
         await page.send("Page.enable")
         # every tab behaves as the focused one (a person looks at the tab they type into)
         await page.send("Emulation.setFocusEmulationEnabled", enabled=True)
@@ -134,6 +140,11 @@ class UserBrowser(cdp.Browser):
         res = await AsyncHTTPClient().fetch(HTTPRequest(f"http://127.0.0.1:{self.port}/json/new?about:blank",
                                                         method="PUT", body=b""))
         return await self._attach(json.loads(res.body))
+
+    async def close_tab(self, page: UserPage) -> None:
+        """Close a tab, as a person closing it does (its page gets unload events; JupyterLab then frees its workspace)."""
+        page.close()
+        await AsyncHTTPClient().fetch(f"http://127.0.0.1:{self.port}/json/close/{page.target_id}")
 
     async def wait_tab(self, url_part: str, known: set[str], timeout: float = 30) -> UserPage:
         """Attach to a tab that was not in `known` (target ids) and whose URL contains `url_part`."""

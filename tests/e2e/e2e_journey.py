@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE.parent))  # hubproc, hubclient
 sys.path.insert(0, str(HERE))
 
 from e2e_browser import CANVAS_COLOURS, UserBrowser, UserPage, by_css, by_text  # noqa: E402
-from hubproc import PASSWORD, user_jobs  # noqa: E402
+from hubproc import password_of, user_jobs  # noqa: E402
 from procfs import user_proc_fields  # noqa: E402
 
 RESULT = "[0, 1, 4, 9, 16, 25, 36, 49]"
@@ -72,7 +72,7 @@ class Steps:
         await page.wait_for("!!document.querySelector('#login_submit')", 20)
         self._start()
         await page.type_into("#username_input", self.user)
-        await page.type_into("#password_input", PASSWORD)
+        await page.type_into("#password_input", password_of(self.user))
         await self.shot(page, "01-login")
         await page.click_css("#login_submit")
         arrived = f"location.pathname.startsWith({json.dumps(next_path)})"

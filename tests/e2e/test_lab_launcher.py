@@ -1,8 +1,9 @@
 """rcsc3's JupyterLab plugin (rcsc3-jupyterlab): the Launcher shows as soon as the layout is restored.
 
 Stock JupyterLab opens the Launcher on an empty main area only after its router has waited for a
-debounced workspace save, about a second after the layout is restored. The plugin opens it at
-once on plain /lab with an empty main area, and leaves every other page to JupyterLab. Real hub,
+debounced workspace save, about a second after the layout is restored. The plugin (built from
+labextension/ by JupyterLab's builder) opens it at once on plain /lab with an empty main area,
+and leaves every other page to JupyterLab. Real hub,
 real Slurm job, real JupyterLab in headless Chromium; the plugin notes what it did on
 document.body.dataset.rcsc3Launcher.
 """
@@ -13,6 +14,7 @@ import configparser
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,7 +24,8 @@ from e2e_journey import Steps, job_ids, reset_workspace
 from hubproc import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-EXTENSION = REPO / "rcsc3_proxy" / "jupyter" / "labextension"
+SOURCE = REPO / "labextension"  # the plugin's TypeScript and style, built by `make labextension`
+EXTENSION = REPO / "rcsc3_proxy" / "jupyter" / "labextension"  # its build, which setup.cfg installs
 VENV = Path(os.environ.get("RCSC3_VENV", "/opt/rcsc3/venv"))
 NOTEBOOK = "rcsc3-launcher-test.ipynb"
 
@@ -32,20 +35,32 @@ CURRENT_TAB = ("(() => { const t = document.querySelector('.lm-DockPanel-tabBar 
                " .lm-TabBar-tabLabel'); return t ? t.innerText.trim() : ''; })()")
 
 
-def test_the_extension_is_installed_and_well_formed():
+def test_the_extension_is_built_installed_and_well_formed():
+    source = json.loads((SOURCE / "package.json").read_text())
     package = json.loads((EXTENSION / "package.json").read_text())
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
-    assert package["version"] == setup["metadata"]["version"]
+    assert source["version"] == package["version"] == setup["metadata"]["version"]
+    # built from the sources as they are (`make install` rebuilds it when they change)
+    sources = [SOURCE / "package.json", SOURCE / "package-lock.json", SOURCE / "tsconfig.json",
+               *(SOURCE / "src").iterdir(), *(SOURCE / "style").iterdir()]
+    stale = [str(p.relative_to(REPO)) for p in sources if p.stat().st_mtime > (EXTENSION / "package.json").stat().st_mtime]
+    assert not stale, f"changed since the build (run `make labextension`): {stale}"
+    # it declares the JupyterLab package it uses, so JupyterLab can tell whether it fits
+    assert package["dependencies"]["@jupyterlab/application"].startswith("^4.")
+    # JupyterLab's builder made it: a content-hashed module-federation entry, the plugin and its style
     build = package["jupyterlab"]["_build"]
+    assert re.fullmatch(r"static/remoteEntry\.[0-9a-f]{16,}\.js", build["load"]), build
+    assert build["extension"] == "./extension" and build["style"] == "./style", build
     entry = EXTENSION / build["load"]
-    assert entry.is_file() and build["extension"] == "./extension"
     node = shutil.which("node")
     if node:  # a syntax error would only show as a console error in the student's browser
         subprocess.run([node, "--check", str(entry)], check=True, capture_output=True)
-    # `make install` put it where JupyterLab looks, and JupyterLab accepts it
+    # `make install` put the same files where JupyterLab looks, and JupyterLab accepts it
     installed = VENV / "share" / "jupyter" / "labextensions" / package["name"]
-    assert (installed / build["load"]).read_bytes() == entry.read_bytes()
+    for path in (p for p in EXTENSION.rglob("*") if p.is_file()):
+        copy = installed / path.relative_to(EXTENSION)
+        assert copy.is_file() and copy.read_bytes() == path.read_bytes(), f"{copy} is not the build's {path.name}"
     listing = subprocess.run([str(VENV / "bin" / "jupyter"), "labextension", "list"], capture_output=True, text=True,
                              timeout=120, stdin=subprocess.DEVNULL)
     line = next((ln for ln in (listing.stdout + listing.stderr).splitlines() if package["name"] in ln), "")
