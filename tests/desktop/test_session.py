@@ -41,6 +41,30 @@ def test_a_new_students_panel_has_no_tray_sound_power_or_logout(server_factory):
     assert 'name="dark-mode"' not in text
 
 
+def test_a_new_students_desktop_makes_no_folder_in_their_home(server_factory):
+    """No ~/Desktop (xfdesktop's file icons make it) and no other xdg-user-dirs folder: the home in
+    JupyterLab's file browser shows the student's own files only."""
+    user = "rdtest3"
+    home = Path(pwd.getpwnam(user).pw_dir)
+    names = ("Desktop", "Documents", "Downloads", "Music", "Pictures", "Public", "Templates", "Videos")
+    for name in names:
+        shutil.rmtree(home / name, ignore_errors=True)
+    server = server_factory(user)
+    st = server.wait_running()
+    # xfdesktop has drawn the wallpaper (it sets the root window's _XROOTPMAP_ID then), which comes
+    # after its desktop view was made, when it would have made the folder
+    pw = pwd.getpwnam(user)
+    env = {"DISPLAY": f":{st['display']}", "XAUTHORITY": str(server.runtime_dir() / "Xauthority"), "PATH": "/usr/bin:/bin"}
+
+    def wallpaper_drawn() -> bool:
+        res = subprocess.run(["xprop", "-root", "_XROOTPMAP_ID"], env=env, user=pw.pw_uid, group=pw.pw_gid,
+                             extra_groups=[], capture_output=True, text=True, timeout=20, check=False)
+        return "pixmap id" in res.stdout
+
+    wait_until(wallpaper_drawn, 60, "xfdesktop to draw the wallpaper")
+    assert [name for name in names if (home / name).exists()] == []
+
+
 def _launcher_programs(desktop_file: Path) -> list[str]:
     """The programs a panel launcher may start: its Exec's program, or for exo's "preferred
     application" launchers (exo-open --launch Category) the binaries of every helper of that category."""
