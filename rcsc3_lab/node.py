@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .system import LabError, run
+from .system import LabError, log, run
 
 FAKE_GPUS = 2
 #: The one-host node advertises at least this many CPUs (Slurm's config_overrides),
@@ -67,18 +69,43 @@ def ensure_gpu_devices(shape: NodeShape, state: dict) -> None:
 X_SOCKET_DIRS = ("/tmp/.X11-unix", "/tmp/.ICE-unix")
 
 
-def ensure_x_socket_dirs() -> None:
+def ensure_x_socket_dirs(paths: tuple[str, ...] = X_SOCKET_DIRS) -> None:
     """Make /tmp/.X11-unix and /tmp/.ICE-unix root-owned 1777, as on a node booted with systemd.
 
     Without systemd (this lab, containers) the first desktop would create them as its student,
-    and the owner of a sticky directory may delete everyone's sockets in it.
+    and the owner of a sticky directory may delete everyone's sockets in it. Root works here in
+    a directory students write to: a student's entry there can be swapped for a symlink at any
+    moment, so nothing is changed through a path. An entry that is not root's own directory is
+    moved aside (and logged) and a fresh one made; the mode is set through a descriptor opened
+    with O_NOFOLLOW on the directory just checked.
     """
-    for d in X_SOCKET_DIRS:
-        path = Path(d)
-        if path.is_symlink() or (path.exists() and not path.is_dir()):
-            raise LabError(f"{d} is not a directory: remove it and run `rcsc3 lab up` again")
-        path.mkdir(exist_ok=True)
-        os.chown(path, 0, 0)
-        path.chmod(0o1777)
+    for d in paths:
+        for _ in range(5):
+            fd = _open_own_dir(d)
+            if fd is not None:
+                try:
+                    os.fchmod(fd, 0o1777)
+                finally:
+                    os.close(fd)
+                break
+            if os.path.lexists(d):
+                aside = f"{d}.not-root-{int(time.time())}-{os.getpid()}"
+                os.rename(d, aside)  # root may rename anything in a sticky directory
+                log(f"{d} was not a directory of root's: moved it aside to {aside}")
+            with contextlib.suppress(FileExistsError):  # lost a race: look again
+                os.mkdir(d, 0o700)
+        else:
+            raise LabError(f"{d} keeps being replaced while `rcsc3 lab up` makes it; look at who writes to {os.path.dirname(d)}")
 
 
+def _open_own_dir(path: str) -> int | None:
+    """A descriptor of `path` if it is a real directory owned by root (never through a symlink)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if st.st_uid != 0 or st.st_gid != 0:
+        os.close(fd)
+        return None
+    return fd

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .hub_host import STATE_DIRS, ensure_root_sudo_env, private_state_dir, remove_root_sudo_env
 from .node import detect_node, ensure_gpu_devices, ensure_x_socket_dirs
 from .packages import APT_PACKAGES, ensure_packages
 from .slurm import (
@@ -46,6 +47,9 @@ def lab_up(install: bool = True, epilog: Path | None = None) -> None:
     shape = detect_node()
     ensure_gpu_devices(shape, state)
     ensure_x_socket_dirs()
+    ensure_root_sudo_env(state)
+    for directory in STATE_DIRS:
+        private_state_dir(directory)
     save_state(state)
     conf_changed = False
     if conf_is_ours():
@@ -74,9 +78,27 @@ def lab_down() -> None:
     if state.get("munged"):
         log("stopping munged")
         stop_daemon("munged")
+    remove_root_sudo_env(state)
     for dev in state.get("made_devices", []):
         Path(dev).unlink(missing_ok=True)
     STATE_FILE.unlink(missing_ok=True)
+
+
+def onehost_status() -> dict:
+    """The one-host lab's facts in the shape of `rcsc3 lab status --json` for the multi-host lab."""
+    shape = detect_node()
+    up = munge_works() and shutil.which("scontrol") is not None and slurmctld_up()
+    return {
+        "lab": "onehost",
+        "up": up,
+        "problem": "" if up else "munge or slurmctld is not answering (rcsc3 lab up)",
+        "cluster_name": "rcsc3lab",
+        "hosts": {shape.hostname: "127.0.0.1"},
+        "hub_url": "http://127.0.0.1:8000",
+        "slurm_conf": str(SLURM_CONF),
+        "partitions": {GPU_PARTITION: [shape.hostname], CPU_PARTITION: [shape.hostname]},
+        "node_states": {shape.hostname: node_state(shape.hostname) if up else ""},
+    }
 
 
 def lab_status() -> int:

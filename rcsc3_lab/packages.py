@@ -27,6 +27,8 @@ APT_PACKAGES = [
     "mesa-utils",
     "x11-utils",
     "xauth",
+    # the tests read a desktop's own X display (pointer, typed text) with it
+    "xdotool",
     # noVNC for the Remote Desktop page (Debian's, kept patched by apt; see rcsc3_proxy/desktop/settings.py)
     "novnc",
 ]

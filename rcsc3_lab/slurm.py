@@ -20,16 +20,9 @@ EPILOG_DEST = Path("/etc/slurm/rcsc3-epilog.sh")
 GPU_PARTITION = "interactive"
 CPU_PARTITION = "cpu"
 
-
-def render_slurm_conf(shape: NodeShape, epilog: Path | None) -> str:
-    n_gpus = len(shape.gpu_files)
-    overrides = "SlurmdParameters=config_overrides\n" if shape.cpus != shape.real_cpus else ""
-    epilog_line = f"Epilog={epilog}\n" if epilog else ""
-    return f"""{MARKER}: a one-host Slurm for rcsc3's demo and tests.
-# Edit hub_config/slurm/ for a real cluster; `rcsc3 lab down` stops what `lab up` started.
-ClusterName=rcsc3lab
-SlurmctldHost={shape.hostname}(127.0.0.1)
-SlurmUser=slurm
+#: What every lab's slurm.conf says about accounts, plugins and scheduling (the one-host lab and
+#: the multi-host lab alike: no systemd, no cgroup delegation, students waiting for a GPU).
+COMMON_SETTINGS = """SlurmUser=slurm
 AuthType=auth/munge
 CryptoType=crypto/munge
 MpiDefault=none
@@ -48,7 +41,20 @@ ReturnToService=2
 # A stopped desktop must be gone quickly: SIGKILL 5 s after SIGTERM.
 KillWait=5
 MinJobAge=60
-SlurmctldPidFile=/run/rcsc3-lab/slurmctld.pid
+# The node epilog bounds itself (60 s); Slurm kills it here at the latest.
+PrologEpilogTimeout=90
+"""
+
+
+def render_slurm_conf(shape: NodeShape, epilog: Path | None) -> str:
+    n_gpus = len(shape.gpu_files)
+    overrides = "SlurmdParameters=config_overrides\n" if shape.cpus != shape.real_cpus else ""
+    epilog_line = f"Epilog={epilog}\n" if epilog else ""
+    return f"""{MARKER}: a one-host Slurm for rcsc3's demo and tests.
+# Edit hub_config/slurm/ for a real cluster; `rcsc3 lab down` stops what `lab up` started.
+ClusterName=rcsc3lab
+SlurmctldHost={shape.hostname}(127.0.0.1)
+{COMMON_SETTINGS}SlurmctldPidFile=/run/rcsc3-lab/slurmctld.pid
 SlurmdPidFile=/run/rcsc3-lab/slurmd.pid
 SlurmdSpoolDir=/var/spool/rcsc3-lab/slurmd
 StateSaveLocation=/var/spool/rcsc3-lab/slurmctld
@@ -79,8 +85,8 @@ def conf_is_ours() -> bool:
     return not SLURM_CONF.exists() or SLURM_CONF.read_text().startswith(MARKER)
 
 
-def install_epilog(source: Path | None) -> Path | None:
-    """Copy the node epilog (hub_config/slurm/epilog.sh) to /etc/slurm; None when there is none."""
+def install_epilog(source: Path | None, dest: Path = EPILOG_DEST) -> Path | None:
+    """Copy the node epilog (hub_config/slurm/epilog.sh) to `dest`; None when there is none."""
     if source is None:
         checkout = Path(__file__).resolve().parent.parent / "hub_config" / "slurm" / "epilog.sh"
         source = checkout if checkout.exists() else None
@@ -88,8 +94,8 @@ def install_epilog(source: Path | None) -> Path | None:
         return None
     if not source.exists():
         raise LabError(f"epilog {source} does not exist")
-    write_if_changed(EPILOG_DEST, source.read_text(), mode=0o755)
-    return EPILOG_DEST
+    write_if_changed(dest, source.read_text(), mode=0o755)
+    return dest
 
 
 

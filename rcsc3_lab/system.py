@@ -63,8 +63,34 @@ def pid_alive(pid: int) -> bool:
 
 
 def pids_of(name: str) -> list[int]:
-    res = run(["pgrep", "-x", name], check=False)
+    """Pids of the processes called `name` in this network namespace.
+
+    Only this namespace's: the multi-host lab runs its own slurmctld, slurmd and munged in its
+    hosts' namespaces, and the one-host lab must neither count them as its own nor stop them.
+    """
+    res = run(["pgrep", "-x", "--ns", str(os.getpid()), "--nslist", "net", name], check=False)
     return [int(p) for p in res.stdout.split()]
+
+
+def proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a live process; None when it is gone or a zombie.
+
+    A pid with its start time names one process: a recorded daemon is never confused with
+    a later process that got the same pid.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def same_process(pid: int, start: int) -> bool:
+    st = proc_stat(pid)
+    return st is not None and st[1] == start
 
 
 

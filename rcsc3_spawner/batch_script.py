@@ -16,7 +16,7 @@ from .options import SpawnRequest
 from .profiles import format_walltime
 
 # sbatch reads `#SBATCH` lines itself (no shell): keep paths and names plain.
-SAFE_DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/@%+=\-\[\]~]+$")
+SAFE_DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9_.,:/@%+=\-\[\]~]+")
 
 
 class ScriptError(ValueError):
@@ -24,7 +24,7 @@ class ScriptError(ValueError):
 
 
 def directive_value(name: str, value: str) -> str:
-    if not SAFE_DIRECTIVE_VALUE.match(value):
+    if not SAFE_DIRECTIVE_VALUE.fullmatch(value):
         raise ScriptError(f"{name} {value!r} has characters that cannot go into an #SBATCH line")
     return value
 

@@ -21,8 +21,8 @@ from .slurm.cluster_info import ClusterInfo
 #: The form's field names; the REST API's `user_options` use the same names.
 FIELDS = ("profile", "gpus", "cpus", "memory", "walltime")
 
-INT_RE = re.compile(r"^\s*(\d{1,6})\s*$")
-MEMORY_RE = re.compile(r"^\s*(\d{1,6})\s*(?:(g|gb|gib)\s*)?$", re.IGNORECASE)
+INT_RE = re.compile(r"\s*(\d{1,6})\s*")
+MEMORY_RE = re.compile(r"\s*(\d{1,6})\s*(?:(g|gb|gib)\s*)?", re.IGNORECASE)
 _MAX_TEXT = 64
 
 
@@ -119,7 +119,7 @@ def _int(field: str, value: Any, rng: Range, unit: str = "") -> int:
     elif isinstance(value, str):
         text = _text(field, value, allowed)
         pattern = MEMORY_RE if field == "memory" else INT_RE
-        m = pattern.match(text)
+        m = pattern.fullmatch(text)
         if not text.strip():
             raise OptionError(field, f"is required: {allowed}")
         if not m:

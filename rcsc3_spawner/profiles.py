@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 # Slurm names (partition, account, qos, reservation, constraint): no spaces, no shell meta.
-SLURM_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+SLURM_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 # Extra admin #SBATCH flags: one long option, a safe value, nothing else on the line.
-SBATCH_FLAG_RE = re.compile(r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:/@%+=\-\[\]]+)?$")
+SBATCH_FLAG_RE = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:/@%+=\-\[\]]+)?")
 
 
 class ProfileError(ValueError):
@@ -118,7 +118,7 @@ def human_walltime(minutes: int) -> str:
 def _slurm_name(field_name: str, value: Any, required: bool = False) -> str:
     if value in (None, "") and not required:
         return ""
-    if not isinstance(value, str) or not SLURM_NAME_RE.match(value):
+    if not isinstance(value, str) or not SLURM_NAME_RE.fullmatch(value):
         raise ProfileError(f"{field_name}: {value!r} is not a valid Slurm name")
     return value
 
@@ -135,7 +135,7 @@ def parse_profile(raw: dict) -> Profile:
     if unknown:
         raise ProfileError(f"profile {raw.get('slug', '?')!r}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
     slug = raw.get("slug", "")
-    if not isinstance(slug, str) or not SLUG_RE.match(slug):
+    if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
         raise ProfileError(f"profile slug {slug!r}: use lowercase letters, digits and '-'")
     where = f"profile {slug!r}"
     wt_raw = raw.get("walltime", {})
@@ -152,7 +152,7 @@ def parse_profile(raw: dict) -> Profile:
     if not walltime.min <= walltime.default <= walltime.max:
         raise ProfileError(f"{where}.walltime: need min <= default <= max")
     extra = raw.get("extra_sbatch", [])
-    if not isinstance(extra, (list, tuple)) or not all(isinstance(x, str) and SBATCH_FLAG_RE.match(x) for x in extra):
+    if not isinstance(extra, (list, tuple)) or not all(isinstance(x, str) and SBATCH_FLAG_RE.fullmatch(x) for x in extra):
         raise ProfileError(f"{where}.extra_sbatch: a list of single '--flag[=value]' strings without spaces")
     cpus = Range.parse(f"{where}.cpus", raw.get("cpus"), Range(2, 1, 4))
     if cpus.min < 1:

@@ -22,12 +22,14 @@ import time
 from typing import Any
 
 from batchspawner import SlurmSpawner
+from jupyterhub.spawner import Spawner
+from jupyterhub.utils import fmt_ip_url
 from sqlalchemy.orm import object_session
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 
-from . import port_report
+from . import port_report, server_identity
 from .batch_script import JobSpec, ScriptError, render_batch_script
 from .form import render_options_form
 from .options import OptionError, SpawnRequest, form_to_options, parse_spawn_options
@@ -78,6 +80,16 @@ class RcSC3Spawner(SlurmSpawner):
         answers HTTP). A refused connection is cheap, and every tick here is time the student waits.""",
     ).tag(config=True)
 
+    verify_server_identity = Bool(
+        True,
+        help="""Take the job's server as up only when it proves it holds this server's API token
+        (rcsc3-singleuser's `rcsc3/api/identity` route answers a fresh challenge with an HMAC of it).
+        Another user's process that got hold of the reported port then fails the spawn with a clear
+        message instead of receiving the student's traffic. Turn off only for servers started
+        without rcsc3-singleuser (e.g. singleuser_launcher = "batchspawner-singleuser"), which then
+        count as up at their first HTTP answer.""",
+    ).tag(config=True)
+
     singleuser_launcher = Unicode(
         "rcsc3-singleuser",
         help="""Program in the node venv's bin/ that reports the server's port to the hub and then runs
@@ -99,11 +111,20 @@ class RcSC3Spawner(SlurmSpawner):
 
     submit_prefix = List(
         Unicode(),
-        default_value=["sudo", "-E", "-u", "{username}", "--"],
+        default_value=["sudo", "-u", "{username}", "--"],
         help="""argv prefix to run sbatch, scancel and the log reader as the student
-        ('{username}' is replaced). Run without a shell. Use [] when the hub itself runs
-        as a Slurm operator that submits with --uid (not recommended).""",
+        ('{username}' is replaced). Run without a shell. sudo resets the environment and keeps
+        what the job needs (env_keep in hub_config/sudoers.d/rcsc3: JUPYTERHUB_*, JPY_API_TOKEN,
+        RCSC3_*, SLURM_CONF). [] runs them as the hub itself, which is refused when the hub runs as
+        root (every job would be root's).""",
     ).tag(config=True)
+
+    @validate("submit_prefix")
+    def _validate_submit_prefix(self, proposal: dict) -> list:
+        if not proposal["value"] and os.geteuid() == 0:
+            raise ValueError("c.RcSC3Spawner.submit_prefix = [] with a hub running as root would run every "
+                             "student's job as root; keep the default sudo prefix (docs/deploy.md)")
+        return proposal["value"]
 
     job_name_template = Unicode(
         "rcsc3-{username}{servername}",
@@ -309,10 +330,17 @@ class RcSC3Spawner(SlurmSpawner):
             self._progress_changed.set()
         self.log.info("rcsc3: %s: %s", self._log_name, message)
 
+    @default("env_keep")
+    def _default_env_keep(self) -> list[str]:
+        # SLURM_CONF: a hub pointed at a non-default slurm.conf must submit to that cluster, and the
+        # job's own srun steps must find it too
+        return [*Spawner.env_keep.default(), "SLURM_CONF"]
+
     def get_env(self) -> dict[str, str]:
-        env = super().get_env()
-        # The job gets this environment (sbatch --export=ALL): the hub's token for this server
-        # and JupyterHub's variables, nothing of the hub's own environment beyond env_keep.
+        # JupyterHub's environment for the server (its token and JUPYTERHUB_* variables, plus
+        # env_keep), not batchspawner's, which adds USER/HOME/SHELL with two getpwnam calls on the
+        # hub's event loop: the batch script sets those on the node from the node's own accounts.
+        env = Spawner.get_env(self)
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env["RCSC3_VENV"] = self.node_venv
         return env
@@ -441,25 +469,36 @@ class RcSC3Spawner(SlurmSpawner):
         return node
 
     async def _wait_for_server(self) -> None:
-        """Wait for the port report, then for HTTP, failing at once if the job ends meanwhile.
+        """Wait for the port report, then for the student's server to prove itself, failing at once
+        if the job ends meanwhile or someone else answers on the port.
 
-        Once the port is known the server is tried every `server_check_interval` (a refused
-        connection costs nothing), while the job's state follows the shared poller's rounds.
+        rcsc3-singleuser listens before it reports, so a check's connection is accepted at once and
+        answered as soon as the server serves; one check at a time, the next `server_check_interval`
+        after a refused one, while the job's state follows the shared poller's rounds.
         """
         assert self._port_reported is not None
         deadline = time.monotonic() + self.server_up_timeout
         client = AsyncHTTPClient()
         job_state: asyncio.Future | None = None
+        probe: asyncio.Future | None = None
+        port_wait: asyncio.Future | None = None
+        next_probe = 0.0
         try:
             while True:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     raise SpawnFailure(
                         f"Job {self.job_id} runs but its Jupyter server did not answer in "
                         f"{self.server_up_timeout:.0f} s; job cancelled.",
                         await self._log_tail(),
                     )
-                if self._port_reported.is_set() and await self._server_answers(client):
-                    return
+                if probe is not None and probe.done():
+                    answer, probe = probe.result(), None
+                    if answer.genuine:
+                        return
+                    if answer.answered:
+                        raise self._impostor(answer.detail)
+                    next_probe = now + self.server_check_interval
                 if job_state is not None and job_state.done():
                     info = self.poller.get(self.job_id)
                     if info is GONE or (isinstance(info, JobInfo) and not info.running):
@@ -471,25 +510,50 @@ class RcSC3Spawner(SlurmSpawner):
                     job_state = None
                 if job_state is None:
                     job_state = asyncio.ensure_future(self.poller.refresh())
+                waiting = [job_state]
                 if self._port_reported.is_set():
-                    await asyncio.wait([job_state], timeout=self.server_check_interval)
-                else:
-                    port = asyncio.ensure_future(self._port_reported.wait())
-                    await asyncio.wait([job_state, port], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-                    port.cancel()
+                    if probe is None and now >= next_probe:
+                        probe = asyncio.ensure_future(self._probe_server(client, deadline - now))
+                    if probe is not None:
+                        waiting.append(probe)
+                elif port_wait is None:
+                    port_wait = asyncio.ensure_future(self._port_reported.wait())
+                if port_wait is not None:
+                    waiting.append(port_wait)
+                    if port_wait.done():
+                        port_wait = None
+                timeout = max(0.0, next_probe - now) if probe is None and self._port_reported.is_set() else 1.0
+                await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if job_state is not None:
-                job_state.cancel()
+            for task in (job_state, probe, port_wait):
+                if task is not None:
+                    task.cancel()
 
-    async def _server_answers(self, client: AsyncHTTPClient) -> bool:
-        url = f"http://{self.ip}:{self.port}{self.server.base_url if self.server else '/'}api"
+    async def _probe_server(self, client: AsyncHTTPClient, timeout: float) -> server_identity.Answer:
+        """One check of the server at ip:port: its identity proof, or (verify_server_identity off)
+        any HTTP answer."""
+        base = f"http://{fmt_ip_url(self.ip)}:{self.port}{self.server.base_url if self.server else '/'}"
+        if self.verify_server_identity:
+            return await server_identity.check(client, base, self.api_token, self.port, min(timeout, 30.0))
         try:
-            await client.fetch(HTTPRequest(url, connect_timeout=1, request_timeout=2), raise_error=True)
-            return True
+            await client.fetch(HTTPRequest(f"{base}api", connect_timeout=1, request_timeout=min(timeout, 30.0)),
+                               raise_error=True)
         except HTTPClientError as e:
-            return e.code not in (599,)  # any HTTP answer means the server is listening
+            return server_identity.Answer(answered=e.code != 599, genuine=e.code != 599)
         except OSError:
-            return False
+            return server_identity.Answer(answered=False)
+        return server_identity.Answer(answered=True, genuine=True)
+
+    def _impostor(self, detail: str) -> SpawnFailure:
+        where = f"{self.job_host or self.ip}:{self.port}"
+        self.log.warning("rcsc3: job %s of %s reported port %s, but %s answered there with %s: not the student's"
+                         " server (port squatted by another process?)", self.job_id, self._log_name, self.port,
+                         where, detail)
+        return SpawnFailure(
+            f"Job {self.job_id} reported port {self.port}, but what answers on {where} is not your Jupyter server "
+            f"({detail}): another program holds that port. The job was cancelled; please start again, and tell "
+            "your course staff if it happens again."
+        )
 
     def _on_job_gone(self, last: JobInfo | None) -> None:
         # The job ended on its own (walltime, scancel from a terminal, node failure):

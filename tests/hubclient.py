@@ -30,10 +30,13 @@ class HubClient:
         if r.status_code != 302:
             raise AssertionError(f"login as {username} failed: {r.status_code} {r.text[:300]}")
         client = cls(base, username, s)
+        # the login answers with the session's new XSRF cookie; take it from the answer itself (the jar
+        # may also hold the one from before the login, under another domain name on a subdomain hub)
+        xsrf = r.cookies.get("_xsrf") or s.cookies.get("_xsrf", path="/hub/") or xsrf
         r = s.post(
             f"{base}/hub/api/users/{username}/tokens",
             json={"note": "rcsc3 tests", "expires_in": 3600},
-            headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or xsrf, "Referer": f"{base}/hub/token"},
+            headers={"X-XSRFToken": xsrf, "Referer": f"{base}/hub/token"},
             timeout=10,
         )
         r.raise_for_status()

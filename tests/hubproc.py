@@ -18,6 +18,15 @@ from polling import wait_until  # noqa: E402,F401  (re-exported for tests and be
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 PASSWORD = os.environ.get("RCSC3_DEMO_PASSWORD", "rcsc3-demo")
+
+
+def password_of(user: str) -> str:
+    """The demo password of a student, or the teacher's own (see rcsc3_lab/users.py)."""
+    if user == "teacher":
+        from rcsc3_lab.users import teacher_password
+
+        return teacher_password()
+    return PASSWORD
 STUDENTS = ("student1", "student2", "student3")
 
 
@@ -98,6 +107,6 @@ class Hub:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def login(self, user: str) -> HubClient:
-        return HubClient.login(self.url, user, PASSWORD)
+        return HubClient.login(self.url, user, password_of(user))
 
 

@@ -49,10 +49,18 @@ STATE_DIR = env("RCSC3_STATE_DIR", "/var/lib/rcsc3/hub")
 NODE_VENV = env("RCSC3_NODE_VENV", "/opt/rcsc3/venv")
 # Slurm account the jobs are charged to ("" = the student's default account).
 SLURM_ACCOUNT = env("RCSC3_SLURM_ACCOUNT", "")
+# One origin per student (strongly recommended): e.g. "https://jupyter.example.edu" puts each student's
+# server on https://<name>.jupyter.example.edu (wildcard DNS and certificate; docs/deploy.md,
+# "One origin per student"). Empty: every server is a path on the hub's one origin.
+SUBDOMAIN_HOST = env("RCSC3_SUBDOMAIN_HOST", "")
 
 # ---------------------------------------------------------------- the public side
 # Where the proxy listens for browsers.
 c.JupyterHub.bind_url = PUBLIC_BIND_URL
+if SUBDOMAIN_HOST:
+    # Each student's server on an origin of its own: a page one student serves cannot script
+    # another's server or desktop (on one shared origin it could open theirs in a window and do so).
+    c.JupyterHub.subdomain_host = SUBDOMAIN_HOST
 if PUBLIC_BIND_URL.startswith("https:"):
     # TLS certificate and key for the public URL (readable by the hub account).
     c.JupyterHub.ssl_cert = SSL_CERT
@@ -158,8 +166,9 @@ c.RcSC3Spawner.profiles = [
 ]
 # rcsc3, JupyterLab and ipyparallel on the nodes, by absolute path (sudo and Slurm drop PATH).
 c.RcSC3Spawner.node_venv = NODE_VENV
-# How the hub (not root) runs sbatch/scancel/tail as the student: /etc/sudoers.d/rcsc3.
-c.RcSC3Spawner.submit_prefix = ["sudo", "-E", "-u", "{username}", "--"]
+# How the hub (not root) runs sbatch/scancel/tail as the student: /etc/sudoers.d/rcsc3, which
+# keeps exactly the job's variables (env_keep); no -E, no SETENV.
+c.RcSC3Spawner.submit_prefix = ["sudo", "-u", "{username}", "--"]
 # The job's output file, readable by the student (and by the hub through sudo tail).
 c.RcSC3Spawner.job_log_template = "{homedir}/.rcsc3/logs/jupyter-%j.log"
 # Shell lines run in the job before the server starts, e.g. "module load cuda".

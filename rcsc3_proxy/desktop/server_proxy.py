@@ -16,7 +16,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from . import bridge
+from .bridge import route
 from .paths import RuntimePaths
 from .settings import RemoteDesktop
 from .supervisor_launcher import SupervisorLauncher, ensure_supervisor, resolve_bridge, running_supervisor
@@ -59,11 +59,11 @@ def desktop_entry(paths: RuntimePaths, icon: Path = ICON) -> dict:
 
 
 def vnc_entry(paths: RuntimePaths, bridge: str = "raw") -> dict:
-    """The `desktop-vnc` entry, where the page's noVNC connects. Either way the request passes
-    jupyter-server-proxy's authenticated websocket handler first (login, token, Origin).
+    """The `desktop-vnc` entry jupyter-server-proxy registers. rcsc3's own guarded handler for the
+    same route (`bridge/route.py`, installed by `setup_desktop_vnc` before this entry's) is the one
+    that answers; this entry describes the same target:
 
-    * "raw": websocket frames go straight into Xvnc's unix socket. rcsc3's bridge (`bridge/`,
-      installed by `setup_desktop_vnc`) serves the route; this raw_socket_proxy entry is its fallback;
+    * "raw": websocket frames go straight into Xvnc's unix socket (rcsc3's bridge, `bridge/handler.py`);
     * "websockify": the websocket is proxied on to the stock websockify on its unix socket,
       which unwraps it into Xvnc's socket.
     """
@@ -84,13 +84,18 @@ def setup_desktop() -> dict:
 def setup_desktop_vnc() -> dict:
     """Entry point `jupyter_serverproxy_servers: desktop-vnc`.
 
-    For bridge "raw" our own handler (`bridge/`) takes the route first; the entry
-    returned here is jupyter-server-proxy's raw_socket_proxy, which serves only if the
-    server's web app could not be reached to install ours.
+    Installs rcsc3's guarded handler for the route first (it answers: tornado takes the first
+    matching rule). Without it there is no desktop stream at all: an unguarded route would let
+    any page on the hub's origin open this student's desktop.
     """
     launcher = _ensure_launched()
-    if launcher.settings.bridge == "raw":
-        app = _server_app()
-        if app is None or not bridge.install(getattr(app, "web_app", None), launcher.paths.vnc_socket):
-            log.warning("desktop-vnc: could not install the rcsc3 bridge; using jupyter-server-proxy's raw_socket_proxy")
-    return vnc_entry(launcher.paths, launcher.settings.bridge)
+    paths, secret = launcher.paths, launcher.secret
+    if launcher.settings.bridge == "websockify":
+        handler = route.websockify_handler(paths.ws_socket, secret)
+    else:
+        handler = route.raw_handler(paths.vnc_socket, secret)
+    app = _server_app()
+    if app is None or not route.install(getattr(app, "web_app", None), handler):
+        raise RuntimeError("rcsc3 could not install its guarded desktop-vnc route on this Jupyter server; "
+                           "the Remote Desktop stream stays off")
+    return vnc_entry(paths, launcher.settings.bridge)

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 from importlib import resources
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil, web
 
-from . import novnc, procs
+from . import novnc, procs, request_guard
 from .manager import DesktopManager
 from .paths import RuntimePaths
 from .settings import RemoteDesktop
@@ -48,23 +49,48 @@ class _Base(web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
 
+    def refuse(self, reason: str) -> None:
+        log.warning("desktop: refused %s %s: %s", self.request.method, self.request.path, reason)
+        raise web.HTTPError(403, reason)
+
 
 class PageHandler(_Base):
     """The noVNC page. Its first script asks for the desktop at once (`api/status?start=1&geometry=`),
-    with the size of the browser's screen area; noVNC and the page's own script come inline with it."""
+    with the size of the browser's screen area; noVNC and the page's own script come inline with it.
+    It carries the desktop's secret, so it is served to top-level navigations only (request_guard)."""
 
     def get(self) -> None:
+        reason = request_guard.refuse_page(self.request.headers)
+        if reason:
+            self.refuse(reason)
+        for name, value in request_guard.PAGE_HEADERS.items():
+            self.set_header(name, value)
         s = self.desktop.settings
         prefix = f"novnc/{self.settings['novnc_version']}/"
         rfb = self.settings["novnc_rfb"]
         cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status(),
-               "rfb": prefix + rfb if rfb else None, "favicon": self.static_url("favicon.svg")}
+               "rfb": prefix + rfb if rfb else None, "favicon": self.static_url("favicon.svg"),
+               "token": self.settings["desktop_secret"], "token_header": request_guard.TOKEN_HEADER,
+               "token_argument": request_guard.TOKEN_ARGUMENT}
         self.render("index.html", cfg_json=json.dumps(cfg).replace("</", "<\\/"), status=self.desktop.status(),
                     preload=self.settings["novnc_preload"], novnc=prefix, css=self.settings["page_css"],
                     inline_rfb=self.settings["novnc_inline"], app_js=self.settings["page_js"])
 
 
-class StatusHandler(_Base):
+class _Api(_Base):
+    """The desktop's API: only for the desktop page's own calls (its secret, its origin, its Referer)."""
+
+    def prepare(self) -> None:
+        reason = request_guard.refuse_api(self.request.headers, self.settings["desktop_secret"],
+                                          self.settings["page_path"])
+        if reason:
+            self.refuse(reason)
+
+    def check_xsrf_cookie(self) -> None:
+        pass  # prepare() checked more than an XSRF cookie would
+
+
+class StatusHandler(_Api):
     """GET api/status[?start=1][&geometry=WxH][&wait=1]: the desktop's state; `wait` long-polls while it
     is starting. `geometry` is the viewer's screen size: the X screen's size if this request starts the
     desktop, else remembered for the next start."""
@@ -80,17 +106,10 @@ class StatusHandler(_Base):
         self.write(self.desktop.status())
 
 
-class ActionHandler(_Base):
+class ActionHandler(_Api):
     """POST api/start (try again after a failure) and api/stop (close the desktop)."""
 
-    def check_xsrf_cookie(self) -> None:
-        # jupyter-server-proxy leaves XSRF to the proxied app; a custom header can't be
-        # sent cross-site without a CORS preflight, which we never grant.
-        if self.request.headers.get("X-Rcsc3-Desktop") != "1":
-            raise web.HTTPError(403, "missing X-Rcsc3-Desktop header")
-
     def post(self, action: str) -> None:
-        self.check_xsrf_cookie()
         if action == "start":
             self.desktop.reset()
         else:
@@ -121,7 +140,7 @@ def _inline_js(path: Path) -> str:
     return text
 
 
-def make_app(desktop: DesktopManager) -> web.Application:
+def make_app(desktop: DesktopManager, secret: str) -> web.Application:
     static = Path(str(resources.files("rcsc3_proxy.desktop") / "static"))
     novnc_dir = Path(desktop.settings.novnc_path)
     modules = novnc.modules(novnc_dir) if novnc_dir.is_dir() else []
@@ -152,6 +171,8 @@ def make_app(desktop: DesktopManager) -> web.Application:
         static_path=str(static),
         static_url_prefix="static/",
         desktop=desktop,
+        desktop_secret=secret,
+        page_path=request_guard.page_path(),
         novnc_preload=preload,
         novnc_rfb=rfb,
         novnc_inline=inline,
@@ -165,8 +186,9 @@ def make_app(desktop: DesktopManager) -> web.Application:
 class Supervisor:
     """Glue: signals, parent watch, child reaping, the web server and the desktop."""
 
-    def __init__(self, desktop: DesktopManager, parent_fd: int | None):
+    def __init__(self, desktop: DesktopManager, parent_fd: int | None, secret: str):
         self.desktop = desktop
+        self.secret = secret
         self.parent_fd = parent_fd
         self.done = asyncio.Event()
 
@@ -217,7 +239,7 @@ class Supervisor:
         paths = self.desktop.paths
         Path(paths.web_socket).unlink(missing_ok=True)
         sock = netutil.bind_unix_socket(paths.web_socket, mode=0o600)
-        server = httpserver.HTTPServer(make_app(self.desktop))
+        server = httpserver.HTTPServer(make_app(self.desktop, self.secret))
         server.add_socket(sock)
         if now:
             self.desktop.ensure_started()
@@ -262,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # the server died before we could watch it
 
     settings = RemoteDesktop.from_json(os.environ.pop("RCSC3_DESKTOP_SETTINGS", ""))
+    # not left in the environment of the desktop's programs (the student's own, but no need)
+    secret = os.environ.pop("RCSC3_DESKTOP_SECRET", "") or secrets.token_urlsafe(32)
     paths = RuntimePaths(Path(args.runtime_dir))
     paths.ensure()
     desktop_ref: list[DesktopManager] = []
@@ -269,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     async def amain() -> None:
         desktop = DesktopManager(settings, paths)
         desktop_ref.append(desktop)
-        await Supervisor(desktop, args.parent_fd).run(args.prestart, now=args.prestart_now)
+        await Supervisor(desktop, args.parent_fd, secret).run(args.prestart, now=args.prestart_now)
 
     try:
         asyncio.run(amain())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -71,6 +72,9 @@ class SupervisorLauncher:
         self.settings = settings
         self.paths = paths
         self.proc: subprocess.Popen | None = None
+        #: the per-desktop secret the page carries and every API call and stream must show
+        #: (see request_guard); the same across supervisor restarts, so open pages keep working
+        self.secret = secrets.token_urlsafe(32)
         self._keep_open: int | None = None
         self._restarts = 0
 
@@ -84,7 +88,7 @@ class SupervisorLauncher:
     def start(self, prestart: bool | None = None, prestart_now: bool = False) -> subprocess.Popen:
         prestart = self.settings.prestart if prestart is None else prestart
         r, w = os.pipe()
-        env = dict(os.environ, RCSC3_DESKTOP_SETTINGS=self.settings.to_json())
+        env = dict(os.environ, RCSC3_DESKTOP_SETTINGS=self.settings.to_json(), RCSC3_DESKTOP_SECRET=self.secret)
         try:
             self.proc = subprocess.Popen(self.command(r, prestart, prestart_now), pass_fds=[r], env=env, stdin=subprocess.DEVNULL,
                                          start_new_session=True, cwd=os.path.expanduser("~"))

@@ -132,7 +132,7 @@ def test_production_key_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pam.allowed_groups == {"students"} and pam.admin_groups == {"teachers"}
     spawner = RcSC3Spawner(config=app.config)
     assert spawner.node_venv == "/opt/rcsc3/venv"
-    assert spawner.submit_prefix == ["sudo", "-E", "-u", "{username}", "--"]  # what /etc/sudoers.d/rcsc3 allows
+    assert spawner.submit_prefix == ["sudo", "-u", "{username}", "--"]  # what /etc/sudoers.d/rcsc3 allows
     assert spawner.ip == "0.0.0.0"  # the proxy reaches the server from the hub host
     assert spawner.pending_timeout < spawner.start_timeout  # the student gets Slurm's reason, not a bare timeout
     assert [p.partition for p in spawner.parsed_profiles] == ["interactive", "interactive"]

@@ -61,13 +61,14 @@ def test_the_rules_name_what_the_spawner_runs() -> None:
     """The hub's sudo prefix is the spawner's default; the rules name the commands it builds."""
     from rcsc3_spawner.spawner import RcSC3Spawner
 
-    assert RcSC3Spawner().submit_prefix == ["sudo", "-E", "-u", "{username}", "--"]
+    assert RcSC3Spawner().submit_prefix == ["sudo", "-u", "{username}", "--"]
     text = SUDOERS.read_text()
     spawner_src = (ROOT / "rcsc3_spawner" / "spawner.py").read_text()
     assert repr(SUBMIT_SH) in spawner_src or f"'{SUBMIT_SH}'" in spawner_src, "the spawner's submit command changed"
     for needle in ("sbatch --parsable", "/usr/bin/scancel", "--batch --signal\\=TERM", "--signal\\=KILL", "/usr/bin/tail"):
         assert needle in text or needle.replace("\\=", "=") in text, needle
-    assert "SETENV" in text and "NOPASSWD" in text and "!root" in text
+    assert "NOPASSWD" in text and "!root" in text
+    assert "SETENV" not in "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
 def localized_rules() -> str:
@@ -178,16 +179,17 @@ def test_nothing_else_is_allowed(hub_account, name: str) -> None:
 
 @pytest.mark.slurm
 def test_submit_tail_and_cancel_for_real(hub_account, slurm_lab) -> None:
-    """The hub's exact commands through sudo: sbatch with its environment (-E, SETENV), tail, scancel."""
+    """The hub's exact commands through sudo: sbatch with the environment env_keep lets through, tail, scancel."""
     home = Path(pwd.getpwnam(STUDENT).pw_dir)
     log_dir = home / ".rcsc3" / "logs"
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "RCSC3_PROBE": f"probe-{os.getpid()}"}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "RCSC3_PROBE": f"probe-{os.getpid()}", "JUPYTERHUB_PROBE": "hub",
+           "OTHER_PROBE": "dropped"}
     script = (
         "#!/bin/bash\n#SBATCH --job-name=rcsc3-deploy-sudo\n#SBATCH --time=1\n#SBATCH --mem=16M\n"
         f"#SBATCH --output={log_dir}/deploytest-%j.log\n"
-        'echo "probe=$RCSC3_PROBE user=$(id -un)"\n'
+        'echo "probe=$RCSC3_PROBE hub=$JUPYTERHUB_PROBE other=${OTHER_PROBE:-none} user=$(id -un)"\n'
     )
-    res = as_hub("-E", "-u", STUDENT, "--", *submit_argv(str(log_dir)), env=env, input=script)
+    res = as_hub("-u", STUDENT, "--", *submit_argv(str(log_dir)), env=env, input=script)
     assert res.returncode == 0, res.stderr
     job = res.stdout.strip().split(";")[0]
     assert job.isdigit(), res.stdout
@@ -197,17 +199,18 @@ def test_submit_tail_and_cancel_for_real(hub_account, slurm_lab) -> None:
         deadline = time.monotonic() + 120
         tail = None
         while time.monotonic() < deadline:
-            tail = as_hub("-E", "-u", STUDENT, "--", "tail", "-n", "5", "--", str(log), env=env)
+            tail = as_hub("-u", STUDENT, "--", "tail", "-n", "5", "--", str(log), env=env)
             if tail.returncode == 0 and "probe=" in tail.stdout:
                 break
             time.sleep(0.5)
-        assert tail is not None and f"probe={env['RCSC3_PROBE']} user={STUDENT}" in tail.stdout, (tail.stdout, tail.stderr)
+        assert tail is not None and f"probe={env['RCSC3_PROBE']} hub=hub other=none user={STUDENT}" in tail.stdout, \
+            (tail.stdout, tail.stderr)
 
         held = script.replace("#SBATCH --time=1\n", "#SBATCH --time=1\n#SBATCH --hold\n")
-        res = as_hub("-E", "-u", STUDENT, "--", *submit_argv(str(log_dir)), env=env, input=held)
+        res = as_hub("-u", STUDENT, "--", *submit_argv(str(log_dir)), env=env, input=held)
         assert res.returncode == 0, res.stderr
         held_job = res.stdout.strip().split(";")[0]
-        res = as_hub("-E", "-u", STUDENT, "--", "scancel", held_job, env=env)
+        res = as_hub("-u", STUDENT, "--", "scancel", held_job, env=env)
         assert res.returncode == 0, res.stderr
         def cancelled() -> bool:
             return run(["squeue", "-h", "-j", held_job, "-o", "%T"]).stdout.strip() in ("", "CANCELLED")
@@ -220,3 +223,13 @@ def test_submit_tail_and_cancel_for_real(hub_account, slurm_lab) -> None:
         run(["scancel", job])
         for f in log_dir.glob("deploytest-*.log"):
             f.unlink(missing_ok=True)
+
+
+def test_the_hub_account_cannot_set_the_environment_of_what_it_runs(hub_account) -> None:
+    """Issue #15 §5. Failed on 92eed46 (SETENV): `sudo -u s LD_PRELOAD=... tail` ran the hub's code as the student."""
+    log = "/home/student1/.rcsc3/logs/jupyter-1.log"
+    res = as_hub("-u", STUDENT, "LD_PRELOAD=/tmp/rcsc3-evil.so", "tail", "-n", "1", "--", log)
+    assert res.returncode != 0 and "not allowed to set the following environment variables" in res.stderr, res.stderr
+    res = as_hub("-E", "-u", STUDENT, "--", "tail", "-n", "1", "--", log,
+                 env={"PATH": "/usr/bin:/bin", "LD_PRELOAD": "/tmp/rcsc3-evil.so"})
+    assert res.returncode != 0 and "not allowed to preserve the environment" in res.stderr, res.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -179,14 +180,36 @@ class Server:
         sep = "&" if "?" in path else "?"
         return f"{self.base}/{path}{sep}token={TOKEN}" if token else f"{self.base}/{path}"
 
-    def ws_url(self, path: str, token: bool = True) -> str:
-        return self.url(path, token).replace("http://", "ws://", 1)
+    def ws_url(self, path: str, token: bool = True, desktop_token: bool = True) -> str:
+        """`desktop-vnc/` URLs carry the desktop page's secret, as the page's own do (unless told not to)."""
+        url = self.url(path, token).replace("http://", "ws://", 1)
+        if desktop_token and path.startswith("desktop-vnc"):
+            url += ("&" if "?" in url else "?") + f"desktop_token={self.desktop_token()}"
+        return url
+
+    _desktop_token: str = ""
+
+    def desktop_token(self) -> str:
+        """The per-desktop secret, read where the browser reads it: from the desktop page."""
+        if not self._desktop_token:
+            page = requests.get(self.url("desktop/"), timeout=30)
+            page.raise_for_status()
+            self._desktop_token = re.search(r'"token": "([^"]+)"', page.text).group(1)
+        return self._desktop_token
+
+    def desktop_headers(self) -> dict:
+        """What the desktop page's API calls send (tests/security plays pages that lack it)."""
+        return {"X-Rcsc3-Desktop-Token": self.desktop_token()}
 
     def status(self, **params) -> dict:
         q = "&".join(f"{k}={v}" for k, v in params.items())
-        r = requests.get(self.url(f"desktop/api/status?{q}"), timeout=60)
+        r = requests.get(self.url(f"desktop/api/status?{q}"), headers=self.desktop_headers(), timeout=60)
         r.raise_for_status()
         return r.json()
+
+    def action(self, name: str) -> requests.Response:
+        """POST desktop/api/<name> (start, stop) as the desktop page does."""
+        return requests.post(self.url(f"desktop/api/{name}"), headers=self.desktop_headers(), timeout=30)
 
     def login_cookie(self) -> str:
         """A browser-style login cookie (what the hub's auth gives a student), obtained with the token."""

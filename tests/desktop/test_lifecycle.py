@@ -69,7 +69,7 @@ async def test_no_process_lock_or_socket_is_left_after_the_server_stops(server_f
 def test_closing_the_desktop_stops_it_and_the_next_visit_starts_a_new_one(server_factory):
     server = server_factory("rdtest3", env={"RCSC3_DESKTOP_PRESTART": "1"})
     wait_session_up(server)
-    r = requests.post(server.url("desktop/api/stop"), headers={"X-Rcsc3-Desktop": "1"}, timeout=30)
+    r = server.action("stop")
     assert r.status_code == 200 and r.json()["state"] == "stopped"
     left = session_commands("rdtest3")
     assert not any(name in left for name in SESSION), left

@@ -59,7 +59,7 @@ def test_a_desktop_that_cannot_start_gives_one_clear_error_not_a_loop(server_fac
         assert server.status(start=1, wait=1)["state"] == "failed"
     assert len(re.findall("Fatal server error", log.read_text(errors="replace"))) == 3
     # "Try again" on the page does: three more attempts, then the same error
-    r = requests.post(server.url("desktop/api/start"), headers={"X-Rcsc3-Desktop": "1"}, timeout=20)
+    r = server.action("start")
     assert r.status_code == 200
     poll(lambda: server.status(wait=1)["state"] == "failed", 30, "the retry to fail again")
     assert len(re.findall("Fatal server error", log.read_text(errors="replace"))) == 6

@@ -112,6 +112,11 @@ def test_bad_admin_profiles_are_config_errors():
         parse_profiles([{"slug": "x", "partition": "p", "extra_sbatch": ["--x=1\n#SBATCH --y"]}])
     with pytest.raises(ProfileError, match="unknown keys"):
         parse_profiles([{"slug": "x", "partition": "p", "prologue": "id"}])
+    # a trailing newline is no part of a name (`re.match` with `$` let it through)
+    for bad in ({"slug": "x\n", "partition": "p"}, {"slug": "x", "partition": "p\n"},
+                {"slug": "x", "partition": "p", "account": "a\n"}, {"slug": "x", "partition": "p", "extra_sbatch": ["--x=1\n"]}):
+        with pytest.raises(ProfileError):
+            parse_profiles([bad])
 
 
 @settings(max_examples=400, deadline=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,9 +16,13 @@ pytestmark = pytest.mark.slurm
 RCSC3 = str(Path(sys.executable).parent / "rcsc3")
 
 
+# Only this network namespace's slurmctld (the one-host lab's), not the multi-host lab's on its hub.
+THIS_NETNS = ["--ns", str(os.getpid()), "--nslist", "net"]
+
+
 def stop_slurmctld() -> None:
-    subprocess.run(["pkill", "-x", "slurmctld"], check=False)
-    wait_until(lambda: subprocess.run(["pgrep", "-x", "slurmctld"]).returncode != 0, 30, "slurmctld to stop")
+    subprocess.run(["pkill", "-x", *THIS_NETNS, "slurmctld"], check=False)
+    wait_until(lambda: subprocess.run(["pgrep", "-x", *THIS_NETNS, "slurmctld"]).returncode != 0, 30, "slurmctld to stop")
 
 
 def start_slurmctld() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -20,19 +21,35 @@ from rcsc3_proxy import singleuser
 
 
 class FakeHubAPI:
-    """A real HTTP server on loopback standing in for the hub's /hub/api, recording POSTs."""
+    """A real HTTP server on loopback standing in for the hub's /hub/api, recording POSTs.
+
+    When a port is reported it tries to connect to it at once, as a squatter would bind it:
+    `listening_at_report` says whether something already listened there.
+    """
 
     def __init__(self, status: int = 201):
         self.requests: list[tuple[str, dict, dict]] = []
+        self.listening_at_report: list[bool] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 outer.requests.append((self.path, dict(self.headers), body))
+                if self.path.endswith("/batchspawner") and isinstance(body.get("port"), int):
+                    with socket.socket() as probe:
+                        outer.listening_at_report.append(probe.connect_ex(("127.0.0.1", body["port"])) == 0)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def do_GET(self):  # noqa: N802 - the single-user server's version check and friends
+                self.send_response(200)
+                self.send_header("X-JupyterHub-Version", "6.1.1")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
 
             def log_message(self, *args):
                 pass
@@ -72,13 +89,16 @@ def test_a_refusal_is_final_and_says_what_the_hub_answered():
 
 
 def test_an_unreachable_hub_is_a_clear_error():
-    port = singleuser.free_port()  # nothing listens there
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     with pytest.raises(singleuser.PortReportError, match="could not be reached"):
         singleuser.report_port(1, f"http://127.0.0.1:{port}/hub/api", "t", attempts=2)
 
 
-def test_service_url_gets_the_new_port():
-    assert singleuser.with_port("http://10.0.0.5:8888/user/ana/", 40001) == "http://10.0.0.5:40001/user/ana/"
+def test_service_url_gets_the_address_and_port_the_server_listens_on():
+    assert singleuser.with_address("http://:0/user/ana/", "10.0.0.5", 40001) == "http://10.0.0.5:40001/user/ana/"
+    assert singleuser.with_address("http://127.0.0.1:0/user/ana/", "fd00::5", 40001) == "http://[fd00::5]:40001/user/ana/"
 
 
 def test_path_without_hides_only_the_directories_holding_the_program(tmp_path, monkeypatch):
@@ -128,3 +148,54 @@ def test_launcher_without_hub_environment_exits_with_a_message():
     out = subprocess.run([sys.executable, "-m", "rcsc3_proxy.singleuser"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2
     assert "JUPYTERHUB_API_URL" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_port_listens_before_it_is_reported_and_the_server_proves_it_is_the_students(fake_hub, tmp_path):
+    """Issue #15 §1 at the unit level: a real rcsc3-singleuser with a stand-in hub. At the moment the
+    report arrives the port already accepts connections (no window for a squatter), and the server
+    that then answers on it is the one holding the token (rcsc3/api/identity)."""
+    import hashlib
+    import hmac
+    import secrets
+    import time
+    import urllib.request
+
+    token = secrets.token_hex(16)
+    env = dict(os.environ, JUPYTERHUB_API_URL=fake_hub.url, JUPYTERHUB_API_TOKEN=token, JUPYTERHUB_USER="ana",
+               JUPYTERHUB_SERVICE_URL="http://127.0.0.1:0/user/ana/", JUPYTERHUB_SERVICE_PREFIX="/user/ana/",
+               JUPYTERHUB_BASE_URL="/", JUPYTERHUB_CLIENT_ID="jupyterhub-user-ana", JUPYTERHUB_HOST="",
+               JUPYTERHUB_OAUTH_CALLBACK_URL="/user/ana/oauth_callback", RCSC3_SINGLEUSER_FAST="0",
+               JUPYTERHUB_ACTIVITY_URL=fake_hub.url + "/users/ana/activity", HOME=str(tmp_path))
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rcsc3_proxy.singleuser", "--allow-root",
+                                 "--ServerApp.root_dir=" + str(tmp_path)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not fake_hub.listening_at_report and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.02)  # bounded poll of the stand-in hub
+        assert fake_hub.listening_at_report == [True], log.read_text()
+        port = fake_hub.requests[-1][2]["port"]
+        challenge = secrets.token_hex(32)
+        url = f"http://127.0.0.1:{port}/user/ana/rcsc3/api/identity?challenge={challenge}"
+        with urllib.request.urlopen(url, timeout=60) as answer:  # queued until the server serves
+            proof = json.loads(answer.read())["proof"]
+        expected = hmac.new(token.encode(), f"rcsc3-identity:{challenge}:{port}".encode(), hashlib.sha256).hexdigest()
+        assert proof == expected
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_the_private_serverapp_methods_rcsc3_overrides_still_exist():
+    """rcsc3_proxy/server/app.py hands the bound socket over by overriding these (setup.cfg pins jupyter_server)."""
+    import inspect
+
+    from jupyter_server.serverapp import ServerApp
+
+    for name in ("_find_http_port", "_bind_http_server_tcp", "init_webapp", "init_httpserver"):
+        assert callable(getattr(ServerApp, name, None)), name
+    assert "_bind_http_server_tcp" in inspect.getsource(ServerApp._bind_http_server)
+    assert "_find_http_port" in inspect.getsource(ServerApp.init_httpserver)

@@ -1,6 +1,2 @@
-"""The `desktop-vnc` websocket bridge (bridge "raw"): `handler` moves the bytes, `rfb_prelude` answers
-the RFB handshake next to Xvnc."""
-
-from .handler import BRIDGE_HEADER, VncBridgeHandler, handler_for, install
-
-__all__ = ["BRIDGE_HEADER", "VncBridgeHandler", "handler_for", "install"]
+"""The `desktop-vnc` websocket: `route` guards it and installs it for either bridge, `handler` is
+the raw bridge into Xvnc's unix socket, `rfb_prelude` answers the RFB handshake next to Xvnc."""

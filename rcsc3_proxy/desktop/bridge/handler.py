@@ -111,7 +111,7 @@ class VncBridgeHandler(RawSocketHandler):
     """jupyter-server-proxy's raw socket handler with a leaner, backpressured data path."""
 
     name = "desktop-vnc"
-    unix_socket: str | None = None  # set on the subclass `handler_for` makes
+    unix_socket: str | None = None  # set on the subclass `route.raw_handler` makes
 
     _vnc: asyncio.Transport | None = None
     _last_activity = 0.0
@@ -268,25 +268,3 @@ class VncBridgeHandler(RawSocketHandler):
         self._cancel_flush_timer()
         if self._vnc is not None:
             self._vnc.close()
-
-
-def handler_for(unix_socket: str) -> type[VncBridgeHandler]:
-    """A handler class bound to one desktop's socket (tornado makes one handler instance per request)."""
-    return type("DesktopVncBridge", (VncBridgeHandler,), {"unix_socket": unix_socket})
-
-
-def install(web_app, unix_socket: str) -> bool:
-    """Serve `<base_url>desktop-vnc/` with our bridge on the running Jupyter server's `web_app`.
-
-    Called while jupyter-server-proxy loads its entry points, i.e. before it adds its own
-    handlers; tornado tries host rules in the order they were added, so ours answers and
-    jupyter-server-proxy's `desktop-vnc` entry stays only as the fallback when this returns False.
-    """
-    from jupyter_server.utils import url_path_join
-
-    try:
-        base_url = web_app.settings["base_url"]
-    except (AttributeError, KeyError):
-        return False
-    web_app.add_handlers(".*", [(url_path_join(base_url, "desktop-vnc", "(.*)"), handler_for(unix_socket))])
-    return True

@@ -4,7 +4,8 @@ const cfg = JSON.parse(document.getElementById('rcsc3-config').textContent);
 // noVNC: the bundle the page carries inline, or its modules under a versioned path (the URLs the page preloads).
 const RFB = window.rcsc3NoVNC ? window.rcsc3NoVNC.default : (await import(new URL(cfg.rfb, document.baseURI).href)).default;
 const $ = (id) => document.getElementById(id);
-const HEADERS = { 'X-Rcsc3-Desktop': '1' };  // the API refuses POSTs without it (no cross-site forms)
+// the desktop's secret: the API refuses calls without it (request_guard.py)
+const HEADERS = { [cfg.token_header]: cfg.token };
 
 // Exposed for tests and curious students: what the page is doing right now.
 const state = window.rcsc3Desktop = { phase: 'loading', status: cfg.status, connects: 0, rfb: null, earlyChannel: false,
