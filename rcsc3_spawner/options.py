@@ -27,10 +27,12 @@ _MAX_TEXT = 64
 
 
 class OptionError(ValueError):
-    """A student's option is invalid; str(e) names the field and what is allowed."""
+    """A student's option is invalid; str(e) names the field and what is allowed. `status` is the
+    HTTP answer: 400 for a bad value, 403 for a value that exists but is not this student's to use."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, status: int = 400):
         self.field = field
+        self.status = status
         super().__init__(f"{field}: {message}")
 
 
@@ -159,10 +161,13 @@ def parse_spawn_options(
     raw: Any,
     profiles: list[Profile],
     cluster: ClusterInfo | None,
+    all_profiles: list[Profile] | None = None,
 ) -> SpawnRequest:
     """Validate raw user_options (from the form or the API) into a SpawnRequest.
 
-    Missing fields take the chosen profile's defaults; present fields must be valid.
+    `profiles` are the ones this student may use; `all_profiles` (default: the same) the hub's, so
+    that asking for another course's profile is a 403 that says whose it is. Missing fields take
+    the chosen profile's defaults; present fields must be valid.
     """
     if raw is None:
         raw = {}
@@ -173,9 +178,15 @@ def parse_spawn_options(
         shown = ", ".join(repr(k[:_MAX_TEXT]) for k in unknown)
         raise OptionError(unknown[0][:_MAX_TEXT], f"unknown option {shown}; allowed options: {', '.join(FIELDS)}")
     by_slug = {p.slug: p for p in profiles}
+    if not by_slug:
+        raise OptionError("profile", "no profile of this hub is open to your courses", status=403)
     if "profile" in raw:
         allowed = "one of: " + ", ".join(by_slug)
         slug = _text("profile", _single("profile", raw["profile"]), allowed)
+        others = {p.slug: p for p in all_profiles or ()}
+        if slug not in by_slug and slug in others:
+            raise OptionError("profile", f"{slug!r} is for the course(s) {', '.join(others[slug].groups)}, which you are "
+                              f"not in; allowed: {', '.join(by_slug)}", status=403)
         if slug not in by_slug:
             raise OptionError("profile", f"{slug!r} is not a profile here; allowed: {', '.join(by_slug)}")
         profile = by_slug[slug]

@@ -19,7 +19,9 @@ import re
 import shutil
 import sys
 import time
-from typing import Any
+import weakref
+from datetime import timezone
+from typing import Any, ClassVar
 
 from batchspawner import SlurmSpawner
 from jupyterhub.spawner import Spawner
@@ -27,15 +29,17 @@ from jupyterhub.utils import fmt_ip_url
 from sqlalchemy.orm import object_session
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Instance, Integer, List, Unicode, Union, default, validate
 
 from . import port_report, server_identity
 from .batch_script import JobSpec, ScriptError, render_batch_script
 from .form import render_options_form
+from .inherited_settings import ignored_settings
+from .job_end import describe_end, describe_time_left
 from .options import OptionError, SpawnRequest, form_to_options, parse_spawn_options
-from .profiles import DEFAULT_PROFILES, Profile, ProfileError, human_walltime, parse_profiles
-from .slurm.cluster_info import ClusterInfo, shared_cache
-from .slurm.poller import GONE, JobInfo, shared_poller
+from .profiles import DEFAULT_PROFILES, Profile, ProfileError, human_walltime, parse_profiles, profiles_help
+from .slurm.cluster_info import ClusterInfo, SlurmInfoCache
+from .slurm.poller import GONE, JobInfo, SlurmJobPoller
 from .subprocesses import run_command
 
 port_report.install()
@@ -66,12 +70,32 @@ class RcSC3Spawner(SlurmSpawner):
 
     # ------------------------------------------------------------ admin settings
     profiles = List(
-        default_value=DEFAULT_PROFILES,
-        help="""Spawn profiles offered on the form, a list of dicts. Keys: slug, display_name,
-        description, partition, gpus / cpus / memory_gb (int or {default, min, max}), walltime
-        ({default, min, max} as 'H:MM'), account, qos, reservation, constraint, extra_sbatch
-        (list of '--flag=value'), prestart_desktop (bool). The first profile is the default.
-        Bounds are further clipped to what Slurm reports for the partition.""",
+        Union([Dict(), Instance(Profile)]),
+        help="""Spawn profiles offered on the form: a list of dicts, each validated into a Profile when the
+        configuration is loaded (a malformed one stops the hub with the profile and key named). The
+        first profile a student may use is their default; bounds are clipped further to what Slurm
+        reports for the partition. A profile's keys:\n\n""" + profiles_help(),
+    ).tag(config=True)
+
+    @default("profiles")
+    def _default_profiles(self) -> list[Profile]:
+        return parse_profiles(DEFAULT_PROFILES)
+
+    @validate("profiles")
+    def _validate_profiles(self, proposal: dict) -> list[Profile]:
+        try:
+            return parse_profiles(proposal["value"])
+        except ProfileError as e:
+            raise ValueError(f"c.RcSC3Spawner.profiles: {e}") from None
+
+    form_template = Unicode(
+        "form.html",
+        help="""Jinja template of the spawn form, looked up in form_template_paths, then in rcsc3's own
+        templates (rcsc3_spawner/templates/; also reachable as "rcsc3/form.html" to extend it).""",
+    ).tag(config=True)
+
+    form_template_paths = List(
+        Unicode(), help="Directories with a site's own form templates, searched before rcsc3's.",
     ).tag(config=True)
 
     server_check_interval = Float(
@@ -218,34 +242,46 @@ class RcSC3Spawner(SlurmSpawner):
     # Batch systems need longer than the local default; our own pending timeout fires first.
     start_timeout = Integer(600, help="Seconds before the hub gives up on a spawn.").tag(config=True)
 
-    @validate("profiles")
-    def _validate_profiles(self, proposal: dict) -> list:
-        try:
-            parse_profiles(proposal["value"])
-        except ProfileError as e:
-            raise ValueError(f"c.RcSC3Spawner.profiles: {e}") from None
-        return proposal["value"]
-
     # ------------------------------------------------------------ runtime state
+    #: the hub's one poller and one limits cache (per event loop), made by the first spawner with
+    #: parent=, as kubespawner's reflectors
+    _pollers: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
+    _caches: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
+        problems = ignored_settings(self.config)
+        if problems:
+            raise ValueError("rcsc3: configuration error: " + "; ".join(problems))
         self._port_reported: asyncio.Event | None = None
         self._progress_events: list[dict] = []
         self._progress_changed: asyncio.Event | None = None
         self._request: SpawnRequest | None = None
         self.job_host = ""
+        #: how the last job ended, for the student's next visit ({"state", "reason", "at"})
+        self.last_end: dict[str, str] = {}
 
     @property
-    def parsed_profiles(self) -> list[Profile]:
-        return parse_profiles(self.profiles)
+    def poller(self) -> SlurmJobPoller:
+        loop = asyncio.get_running_loop()
+        poller = self._pollers.get(loop)
+        if poller is None:
+            poller = self._pollers[loop] = SlurmJobPoller(
+                parent=self, interval=self.slurm_poll_interval, fast_interval=self.slurm_fast_poll_interval)
+        return poller
 
     @property
-    def poller(self):
-        return shared_poller(interval=self.slurm_poll_interval, fast_interval=self.slurm_fast_poll_interval)
+    def slurm_info(self) -> SlurmInfoCache:
+        loop = asyncio.get_running_loop()
+        cache = self._caches.get(loop)
+        if cache is None:
+            cache = self._caches[loop] = SlurmInfoCache(parent=self, ttl=self.slurm_info_ttl)
+        return cache
 
-    @property
-    def slurm_info(self):
-        return shared_cache(self.slurm_info_ttl)
+    def visible_profiles(self) -> list[Profile]:
+        """The profiles this student may use: those without groups, and those of their courses."""
+        groups = {g.name for g in getattr(self.user, "groups", [])}
+        return [p for p in self.profiles if not p.groups or groups & set(p.groups)]
 
     def report_port(self, port: int) -> None:
         """Called by the hub's port-report API handler when the job's server picked its port."""
@@ -259,9 +295,15 @@ class RcSC3Spawner(SlurmSpawner):
         return self._render_options_form
 
     async def _render_options_form(self, spawner: RcSC3Spawner) -> str:
+        profiles = self.visible_profiles()
+        if not profiles:
+            return ("<p class='rcsc3-notice'>No profile of this hub is open to your courses; "
+                    "ask your course staff.</p>")
         cluster = await self.slurm_info.get()
         previous = self.orm_spawner.user_options if self.orm_spawner is not None else None
-        return render_options_form(self.parsed_profiles, cluster, previous or {}, self.slurm_info.last_error)
+        return render_options_form(profiles, cluster, previous or {}, self.slurm_info.last_error,
+                                   template=self.form_template, site_paths=tuple(self.form_template_paths),
+                                   last_end=self.describe_last_end())
 
     @default("apply_user_options")
     def _default_apply_user_options(self):
@@ -277,11 +319,10 @@ class RcSC3Spawner(SlurmSpawner):
         # Same field names as the REST API; validated once in apply/start with live limits,
         # and here too (with cached limits) so a bad form comes back with its error at once.
         options = form_to_options(formdata)
-        cluster = self.slurm_info._info
         try:
-            return parse_spawn_options(options, self.parsed_profiles, cluster).as_user_options()
+            return self._parse(options, self.slurm_info.cached).as_user_options()
         except OptionError as e:
-            raise web.HTTPError(400, str(e)) from None
+            raise web.HTTPError(e.status, str(e)) from None
 
     async def _validated_request(self) -> SpawnRequest:
         # First against the profiles alone, before any await: the hub answers an API spawn once
@@ -293,10 +334,13 @@ class RcSC3Spawner(SlurmSpawner):
 
     def _parse_or_400(self, cluster: ClusterInfo | None) -> SpawnRequest:
         try:
-            return parse_spawn_options(self.user_options, self.parsed_profiles, cluster)
+            return self._parse(self.user_options, cluster)
         except OptionError as e:
             self.log.warning("rcsc3: rejected options for %s: %s", self._log_name, e)
-            raise web.HTTPError(400, str(e)) from None
+            raise web.HTTPError(e.status, str(e)) from None
+
+    def _parse(self, raw: Any, cluster: ClusterInfo | None) -> SpawnRequest:
+        return parse_spawn_options(raw, self.visible_profiles(), cluster, all_profiles=self.profiles)
 
     # ------------------------------------------------------------ helpers
     def _format(self, template: str, homedir: str) -> str:
@@ -423,10 +467,17 @@ class RcSC3Spawner(SlurmSpawner):
             self.ip = await self._node_address(info.batch_host)
             self._add_progress(60, f"Job {self.job_id} running on {info.batch_host}; starting the Jupyter server")
             await self._wait_for_server()
+        except asyncio.CancelledError:
+            # JupyterHub's "Stop" while the job waits: cancel it at once (JupyterHub gives a cancelled
+            # spawn a second before it stops the server) and say so on the student's next visit
+            self._record_end("CANCELLED", "you stopped it while it waited for Slurm")
+            await self._cancel_quietly(now=True)
+            raise
         except BaseException:
             await self._cancel_quietly()
             raise
         self.poller.watch(self.job_id, self._on_job_gone)
+        self.last_end = {}
         self._add_progress(95, f"Jupyter server up on {self.job_host}:{self.port}")
         return self.ip, self.port
 
@@ -443,6 +494,9 @@ class RcSC3Spawner(SlurmSpawner):
             if isinstance(info, JobInfo) and info.pending:
                 reason = info.reason or "waiting to be scheduled"
                 message = f"Job {self.job_id} pending: {reason}"
+                position = self.poller.positions.get(self.job_id)
+                if position:
+                    message += f"; number {position[0]} of {position[1]} waiting for {info.partition or 'this partition'}"
                 if self.show_estimated_start and info.start_time:
                     message += f"; estimated start {info.start_time.replace('T', ' ')}"
                 if waited > self.pending_timeout:
@@ -557,10 +611,25 @@ class RcSC3Spawner(SlurmSpawner):
 
     def _on_job_gone(self, last: JobInfo | None) -> None:
         # The job ended on its own (walltime, scancel from a terminal, node failure):
-        # tell the hub now instead of at its next poll.
+        # remember how, and tell the hub now instead of at its next poll.
         if self._spawn_pending or self._stop_pending:
             return
+        if last is not None:
+            self._record_end(last.state, last.reason, last.end_time)
         asyncio.ensure_future(self.poll_and_notify())
+
+    def _record_end(self, state: str, reason: str = "", at: str = "") -> None:
+        self.last_end = {"state": state, "reason": reason, "at": at or time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.log.info("rcsc3: job %s of %s ended: %s %s", self.job_id, self._log_name, state, reason)
+
+    def describe_last_end(self) -> str:
+        """Why the student's last server stopped, for their next visit ("" if nothing to say)."""
+        return describe_end(self.last_end)
+
+    def time_left(self) -> str:
+        """The running job's time left (Slurm's EndTime), e.g. "1 h 12 min left", for the hub's home page."""
+        info = self.poller.get(self.job_id) if self.job_id else None
+        return describe_time_left(info.end_time) if isinstance(info, JobInfo) and info.running else ""
 
     # ------------------------------------------------------------ poll / stop / state
     async def poll(self) -> int | None:
@@ -579,9 +648,9 @@ class RcSC3Spawner(SlurmSpawner):
         self.clear_state()
         return 1
 
-    async def _cancel_quietly(self) -> None:
+    async def _cancel_quietly(self, now: bool = False) -> None:
         try:
-            await self.stop()
+            await self.stop(now=now)
         except Exception:
             self.log.exception("rcsc3: cancelling job %s failed", self.job_id)
 
@@ -596,6 +665,7 @@ class RcSC3Spawner(SlurmSpawner):
         if not self.job_id:
             return
         job_id = self.job_id
+        self._note_idle_stop()
         prefix = self._prefix()
         cancel = [*prefix, "scancel", job_id]
         kill = [*prefix, "scancel", "--signal=KILL", job_id]
@@ -629,6 +699,17 @@ class RcSC3Spawner(SlurmSpawner):
                 self.poller.cancel_later(job_id, cancel)
         self.log.warning("rcsc3: job %s still listed %.0f s after scancel", job_id, self.stop_timeout)
 
+    def _note_idle_stop(self) -> None:
+        """A server stopped after more than its profile's idle_timeout without activity was culled:
+        say so on the student's next visit (the culler gives the GPU back to the class)."""
+        profile = next((p for p in self.profiles if p.slug == (self.user_options or {}).get("profile")), None)
+        last = self.orm_spawner.last_activity if self.orm_spawner is not None else None
+        if profile is None or last is None:
+            return
+        idle = time.time() - (last.timestamp() if last.tzinfo else last.replace(tzinfo=timezone.utc).timestamp())
+        if idle >= profile.idle_timeout:
+            self._record_end("IDLE", f"{idle / 60:.0f} min without activity")
+
     def _persist_state(self) -> None:
         """Save the job id before the spawn finishes (JupyterHub saves state only afterwards)."""
         if self.orm_spawner is None:
@@ -642,11 +723,14 @@ class RcSC3Spawner(SlurmSpawner):
         state = super().get_state()
         if self.job_id and self.job_host:
             state["job_host"] = self.job_host
+        if self.last_end:
+            state["last_end"] = self.last_end  # kept after a stop: clear_state leaves it
         return state
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
         self.job_host = state.get("job_host", "")
+        self.last_end = state.get("last_end") or {}
 
     def clear_state(self) -> None:
         super().clear_state()
@@ -663,3 +747,4 @@ class RcSC3Spawner(SlurmSpawner):
                 return
             self._progress_changed.clear()
             await self._progress_changed.wait()
+

@@ -28,7 +28,7 @@ with socket.socket() as probe:
                          "rcsc3 lab on hub -- jupyterhub -f hub_config/cluster/jupyterhub_config.py") from None
 
 # The cluster's Slurm for every Slurm command of the hub: squeue/scontrol read the hub's environment,
-# sbatch/scancel get it through `sudo -E` (RcSC3Spawner keeps SLURM_CONF in env_keep).
+# sbatch/scancel get it through sudo (RcSC3Spawner's env_keep and sudo's both keep SLURM_CONF).
 os.environ["SLURM_CONF"] = CLUSTER_SLURM_CONF
 
 # Browsers on the machine reach the hub host's address; jobs on gpu1/cpu1 reach the hub API there.
@@ -36,7 +36,7 @@ c.JupyterHub.bind_url = f"http://{HUB_IP}:8000"
 c.JupyterHub.hub_ip = HUB_IP
 c.JupyterHub.hub_connect_ip = HUB_IP
 # The server runs on gpu1 or cpu1 and the proxy on hub reaches it at the node's address (the
-# spawner takes it from Slurm's NodeAddr): listen on the node's interfaces, not on its loopback.
+# spawner takes it from Slurm's NodeAddr); "" makes rcsc3-singleuser listen at that address, and only there.
 c.RcSC3Spawner.ip = ""
 
 # Its own state, apart from the one-host demo's /var/lib/rcsc3/hub: database, cookie secret, proxy pid.

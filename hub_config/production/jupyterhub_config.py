@@ -12,9 +12,14 @@ The demo configuration for one machine is ../jupyterhub_config.py.
 """
 
 import os
+import re
 import socket
 
+from rcsc3_spawner.course_groups import course_teacher_role
 from rcsc3_spawner.hub_log import slow_spawn_warnings_as_debug
+from rcsc3_spawner.hub_pages import TEMPLATE_PATH
+from rcsc3_spawner.idle_culler import CULLER_ROLE, culler_service
+from rcsc3_spawner.inherited_settings import check_config
 
 c = get_config()  # noqa: F821  (provided by JupyterHub's config loader)
 
@@ -42,6 +47,9 @@ AUTHENTICATOR = env("RCSC3_AUTHENTICATOR", "pam")
 # Unix groups: who may log in and use the GPU partition, and who administers the hub.
 # STUDENT_GROUP must be the group named in /etc/sudoers.d/rcsc3 (Runas %students).
 STUDENT_GROUP = env("RCSC3_STUDENT_GROUP", "students")
+# The courses: unix (LDAP) groups of their students, e.g. "viz2026,hpc2026"; each course's teachers are the
+# members of "<course>-teachers" and get a role on the course's group only (docs/deploy.md, "Courses").
+COURSES = [name.strip() for name in env("RCSC3_COURSES", "").split(",") if name.strip()]
 ADMIN_GROUP = env("RCSC3_ADMIN_GROUP", "teachers")
 # Where the hub keeps its database and cookie secret (writable by the hub account only).
 STATE_DIR = env("RCSC3_STATE_DIR", "/var/lib/rcsc3/hub")
@@ -87,8 +95,11 @@ c.JupyterHub.internal_ssl = False
 
 # ---------------------------------------------------------------- who may log in
 if AUTHENTICATOR == "pam":
-    # Accounts of the hub host (local, LDAP or SSSD): the same accounts Slurm runs jobs as.
-    c.JupyterHub.authenticator_class = "pam"
+    # Accounts of the hub host (local, LDAP or SSSD): the same accounts Slurm runs jobs as. rcsc3's
+    # PAM login also makes the user's course groups (RCSC3_COURSES and their -teachers) JupyterHub groups.
+    c.JupyterHub.authenticator_class = "rcsc3-pam"
+    c.CourseGroupsPAMAuthenticator.course_groups = "|".join(
+        [re.escape(course) + "(-teachers)?" for course in COURSES]) or "(?!)"
     # Members of the student group may log in; members of the admin group are hub admins.
     c.PAMAuthenticator.allowed_groups = {STUDENT_GROUP}
     c.PAMAuthenticator.admin_groups = {ADMIN_GROUP}
@@ -188,7 +199,25 @@ c.RcSC3Spawner.log_tail_lines = 30
 c.RcSC3Spawner.start_timeout = 900
 # Seconds to wait for the server's first HTTP answer after the port was reported.
 c.RcSC3Spawner.http_timeout = 120
-# The server listens on all of the node's interfaces so that the proxy can reach it.
-c.RcSC3Spawner.ip = "0.0.0.0"
+# Where the server listens: "" = at its node's address as Slurm knows it (NodeAddr), which is where the
+# hub and the proxy reach it, and nowhere else (not on every interface of the node).
+c.RcSC3Spawner.ip = ""
 # Students land in JupyterLab.
 c.RcSC3Spawner.default_url = "/lab"
+
+# ---------------------------------------------------------------- courses, idle servers, pages
+# A course's teachers see, start, stop and open their course's servers (admin page and REST API).
+c.JupyterHub.load_roles = [course_teacher_role(course) for course in COURSES]
+# Servers idle longer than their profile's idle_timeout (default 30 min) are stopped and their GPU
+# freed (jupyterhub-idle-culler as a hub-managed service). Idle means what the student's server
+# reports: API use, running kernels, input in the desktop; the proxy's own byte count is off (it
+# would count an open desktop tab's pictures as activity).
+c.JupyterHub.last_activity_interval = 0
+c.JupyterHub.services = [culler_service(c.RcSC3Spawner.profiles)]
+c.JupyterHub.load_roles.append(CULLER_ROLE)
+# rcsc3's additions to the hub's home and "not running" pages: the time left, why a server stopped.
+c.JupyterHub.template_paths = [TEMPLATE_PATH]
+
+# Last: stop the hub if a setting above is one RcSC3Spawner would ignore (batchspawner's req_*,
+# batch_script, exec_prefix, ...) or a profile is malformed; the message names what to use instead.
+check_config(c)

@@ -10,16 +10,17 @@ two commands a minute.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from dataclasses import dataclass, field
+
+from traitlets import Float, List, Unicode
+from traitlets.config import LoggingConfigurable
 
 from ..profiles import parse_walltime_minutes
 from ..subprocesses import hub_environment, run_command
 
 KV_RE = re.compile(r"(\w+)=(.*?)(?=\s+\w+=|\s*$)")
-log = logging.getLogger(__name__)
 
 
 def parse_scontrol_line(line: str) -> dict[str, str]:
@@ -93,25 +94,33 @@ def parse_cluster(partition_text: str, node_text: str) -> ClusterInfo:
     return ClusterInfo(partitions=partitions, node_addresses=addresses, fetched_at=time.monotonic())
 
 
-class SlurmInfoCache:
-    """Cached ClusterInfo shared by every spawner of the hub."""
+class SlurmInfoCache(LoggingConfigurable):
+    """Cached ClusterInfo shared by every spawner of the hub (made by the first spawner with parent=)."""
 
-    def __init__(self, ttl: float = 60.0, timeout: float = 10.0):
-        self.ttl = ttl
-        self.timeout = timeout
+    ttl = Float(60.0, help="Seconds the partitions' and nodes' limits are kept (the spawner's slurm_info_ttl).")
+    timeout = Float(10.0, help="Seconds an scontrol may take.").tag(config=True)
+    scontrol = List(Unicode(), ["scontrol"], help="The scontrol command (found on the hub's PATH).").tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self._info: ClusterInfo | None = None
         self._refreshing: asyncio.Task | None = None
         self.last_error = ""
 
+    @property
+    def cached(self) -> ClusterInfo | None:
+        """What is known now, without asking Slurm (None before the first answer)."""
+        return self._info
+
     async def _fetch(self) -> ClusterInfo | None:
         env = hub_environment()
         parts, nodes = await asyncio.gather(
-            run_command(["scontrol", "show", "partition", "-o"], env=env, timeout=self.timeout),
-            run_command(["scontrol", "show", "node", "-o"], env=env, timeout=self.timeout),
+            run_command([*self.scontrol, "show", "partition", "-o"], env=env, timeout=self.timeout),
+            run_command([*self.scontrol, "show", "node", "-o"], env=env, timeout=self.timeout),
         )
         if not parts.ok or not nodes.ok:
             self.last_error = (parts if not parts.ok else nodes).describe()
-            log.warning("rcsc3: could not read Slurm limits: %s", self.last_error)
+            self.log.warning("rcsc3: could not read Slurm limits: %s", self.last_error)
             return None
         self.last_error = ""
         return parse_cluster(parts.stdout, nodes.stdout)
@@ -127,13 +136,3 @@ class SlurmInfoCache:
         if info is not None:
             self._info = info
         return self._info
-
-
-_caches: dict[float, SlurmInfoCache] = {}
-
-
-def shared_cache(ttl: float) -> SlurmInfoCache:
-    """One cache per hub process (per ttl setting)."""
-    if ttl not in _caches:
-        _caches[ttl] = SlurmInfoCache(ttl=ttl)
-    return _caches[ttl]

@@ -14,23 +14,23 @@ a finished state).
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..subprocesses import hub_environment, run_command
+from traitlets import Float, List, Unicode
+from traitlets.config import LoggingConfigurable
 
-log = logging.getLogger(__name__)
+from ..subprocesses import hub_environment, run_command
 
 #: States in which the job still holds (or will hold) its allocation.
 ACTIVE_STATES = frozenset({
     "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
     "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
 })
-SQUEUE_FORMAT = "%i|%T|%r|%B|%S|%M"
+#: id, state, reason, batch host, (estimated) start, elapsed, end, partition, priority
+SQUEUE_FORMAT = "%i|%T|%r|%B|%S|%M|%e|%P|%Q"
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ class JobInfo:
     batch_host: str = ""
     start_time: str = ""
     elapsed: str = ""
+    #: Slurm's EndTime (local time, as squeue prints it): the walltime's end, or when it ended
+    end_time: str = ""
+    partition: str = ""
+    priority: int = 0
 
     @property
     def active(self) -> bool:
@@ -65,26 +69,47 @@ def parse_squeue(text: str) -> dict[str, JobInfo]:
         parts = line.strip().split("|")
         if len(parts) < 2 or not parts[0]:
             continue
-        parts += [""] * (6 - len(parts))
-        job_id, state, reason, host, start, elapsed = parts[:6]
-        clean = lambda v: "" if v in ("n/a", "N/A", "None", "(null)") else v  # noqa: E731
-        jobs[job_id] = JobInfo(job_id, state.upper(), clean(reason), clean(host), clean(start), clean(elapsed))
+        parts += [""] * (9 - len(parts))
+        job_id, state, reason, host, start, elapsed, end, partition, priority = parts[:9]
+        clean = lambda v: "" if v in ("n/a", "N/A", "None", "(null)", "Unknown") else v  # noqa: E731
+        jobs[job_id] = JobInfo(job_id, state.upper(), clean(reason), clean(host), clean(start), clean(elapsed),
+                               clean(end), clean(partition), int(priority) if priority.isdigit() else 0)
     return jobs
 
 
-class SlurmJobPoller:
-    """The hub's single view of its Slurm jobs."""
+def queue_positions(pending: dict[str, JobInfo]) -> dict[str, tuple[int, int]]:
+    """Each pending job's place in its partition's queue: {job: (position from 1, jobs pending there)},
+    by Slurm's priority (highest first), then by job id (older first)."""
+    by_partition: dict[str, list[JobInfo]] = {}
+    for info in pending.values():
+        if info.pending:
+            by_partition.setdefault(info.partition, []).append(info)
+    out = {}
+    for jobs in by_partition.values():
+        jobs.sort(key=lambda j: (-j.priority, int(j.job_id) if j.job_id.isdigit() else 0))
+        for i, info in enumerate(jobs, 1):
+            out[info.job_id] = (i, len(jobs))
+    return out
 
-    def __init__(self, interval: float = 10.0, fast_interval: float = 0.25, jitter: float = 0.1, timeout: float = 15.0):
-        self.interval = interval
-        self.fast_interval = fast_interval
-        self.jitter = jitter
-        self.timeout = timeout
+
+class SlurmJobPoller(LoggingConfigurable):
+    """The hub's single view of its Slurm jobs (one per hub, made by the first spawner with parent=)."""
+
+    interval = Float(10.0, help="Seconds between rounds while nothing starts or stops (the spawner's slurm_poll_interval).")
+    fast_interval = Float(0.25, help="Seconds between rounds while a spawner waits (the spawner's slurm_fast_poll_interval).")
+    jitter = Float(0.1, help="Relative jitter of the idle interval, so several hubs never poll in lockstep.").tag(config=True)
+    timeout = Float(15.0, help="Seconds an squeue may take before the round counts as 'Slurm did not answer'.").tag(config=True)
+    squeue = List(Unicode(), ["squeue"], help="The squeue command (found on the hub's PATH).").tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self._watched: dict[str, Callable[[JobInfo | None], None] | None] = {}
         self._snapshot: dict[str, JobInfo] = {}
         self._polled: set[str] = set()
         self.known = False  # did the last round get an answer from Slurm?
         self.last_error = ""
+        #: pending watched jobs' places in their partition's queue, {job: (position, of how many)}
+        self.positions: dict[str, tuple[int, int]] = {}
         self._fast_waiters = 0
         self._wake = asyncio.Event()
         self._rounds_started = 0
@@ -165,7 +190,7 @@ class SlurmJobPoller:
             try:
                 await self._round()
             except Exception:  # never let the hub's only poller die
-                log.exception("rcsc3: Slurm poll round failed")
+                self.log.exception("rcsc3: Slurm poll round failed")
             self._rounds_done = self._rounds_started
             async with self._round_finished:
                 self._round_finished.notify_all()
@@ -177,7 +202,7 @@ class SlurmJobPoller:
             return
         self.squeue_times.append(time.monotonic())
         res = await run_command(
-            ["squeue", "-h", "--states=all", "-j", ",".join(ids), "-o", SQUEUE_FORMAT],
+            [*self.squeue, "-h", "--states=all", "-j", ",".join(ids), "-o", SQUEUE_FORMAT],
             env=hub_environment(), timeout=self.timeout,
         )
         if res.ok:
@@ -187,7 +212,7 @@ class SlurmJobPoller:
         else:
             self.known = False
             self.last_error = res.describe()
-            log.warning("rcsc3: Slurm did not answer (%s); keeping %d servers as they are", self.last_error, len(ids))
+            self.log.warning("rcsc3: Slurm did not answer (%s); keeping %d servers as they are", self.last_error, len(ids))
             return
         self.known = True
         self.last_error = ""
@@ -201,6 +226,7 @@ class SlurmJobPoller:
                 self._snapshot.pop(job_id, None)
                 gone.append((job_id, info or previous))
             self._polled.add(job_id)
+        await self._update_positions()
         for job_id, last in gone:
             # A finished job is asked about no more (get() still answers GONE for it);
             # otherwise every job a hub ever ran would end up in each squeue.
@@ -209,25 +235,27 @@ class SlurmJobPoller:
                 try:
                     callback(last)
                 except Exception:
-                    log.exception("rcsc3: on_gone callback for job %s failed", job_id)
+                    self.log.exception("rcsc3: on_gone callback for job %s failed", job_id)
+
+    async def _update_positions(self) -> None:
+        """While a watched job pends: where it stands among the pending jobs of its partition
+        (one more squeue per round, only then)."""
+        partitions = sorted({i.partition for i in self._snapshot.values() if i.pending and i.partition})
+        if not partitions:
+            self.positions = {}
+            return
+        res = await run_command([*self.squeue, "-h", "--states=PENDING", "-p", ",".join(partitions), "-o", SQUEUE_FORMAT],
+                                env=hub_environment(), timeout=self.timeout)
+        if res.ok:
+            self.positions = queue_positions(parse_squeue(res.stdout))
 
     async def _retry_cancels(self) -> None:
         for job_id, argv in list(self._cancel_queue.items()):
             res = await run_command(argv, timeout=self.timeout)
             if res.ok or "Invalid job id" in res.stderr or "already completing or completed" in res.stderr:
-                log.info("rcsc3: deferred scancel of job %s done", job_id)
+                self.log.info("rcsc3: deferred scancel of job %s done", job_id)
                 self._cancel_queue.pop(job_id, None)
             else:
-                log.warning("rcsc3: scancel of job %s still failing: %s", job_id, res.describe())
+                self.log.warning("rcsc3: scancel of job %s still failing: %s", job_id, res.describe())
 
 
-_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlurmJobPoller] = weakref.WeakKeyDictionary()
-
-
-def shared_poller(**settings) -> SlurmJobPoller:
-    """The hub's poller (one per event loop); the first spawner's settings configure it."""
-    loop = asyncio.get_running_loop()
-    poller = _pollers.get(loop)
-    if poller is None:
-        poller = _pollers[loop] = SlurmJobPoller(**settings)
-    return poller

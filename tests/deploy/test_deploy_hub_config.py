@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -121,7 +122,9 @@ def test_production_key_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     app, _ = load(PRODUCTION, SITE_ENV, monkeypatch)
     from jupyterhub.auth import PAMAuthenticator
 
-    assert app.authenticator_class is PAMAuthenticator
+    from rcsc3_spawner.course_groups import CourseGroupsPAMAuthenticator
+
+    assert app.authenticator_class is CourseGroupsPAMAuthenticator and issubclass(app.authenticator_class, PAMAuthenticator)
     # jobs on the nodes reach the hub API at the cluster address, never at loopback
     assert app.hub_connect_ip == "10.1.0.5" and app.hub_ip == "10.1.0.5" and app.hub_port == 8081
     assert app.bind_url == "https://0.0.0.0:443"
@@ -133,10 +136,25 @@ def test_production_key_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     spawner = RcSC3Spawner(config=app.config)
     assert spawner.node_venv == "/opt/rcsc3/venv"
     assert spawner.submit_prefix == ["sudo", "-u", "{username}", "--"]  # what /etc/sudoers.d/rcsc3 allows
-    assert spawner.ip == "0.0.0.0"  # the proxy reaches the server from the hub host
+    assert spawner.ip == ""  # at the node's Slurm address, where the hub host reaches it, and only there
     assert spawner.pending_timeout < spawner.start_timeout  # the student gets Slurm's reason, not a bare timeout
-    assert [p.partition for p in spawner.parsed_profiles] == ["interactive", "interactive"]
-    assert spawner.parsed_profiles[0].gpus.default >= 1
+    assert [p.partition for p in spawner.profiles] == ["interactive", "interactive"]
+    assert spawner.profiles[0].gpus.default >= 1
+
+
+def test_production_courses_become_groups_and_teacher_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+    app, _ = load(PRODUCTION, {**SITE_ENV, "RCSC3_COURSES": "viz2026, hpc2026"}, monkeypatch)
+    roles = {r["name"]: r for r in app.load_roles}
+    assert roles["viz2026-teacher"]["groups"] == ["viz2026-teachers"]
+    assert "servers!group=viz2026" in roles["viz2026-teacher"]["scopes"]
+    assert all("!group=viz2026" in s for s in roles["viz2026-teacher"]["scopes"] if s != "admin-ui")
+    from rcsc3_spawner.course_groups import CourseGroupsPAMAuthenticator
+
+    auth = CourseGroupsPAMAuthenticator(config=app.config)
+    assert auth.manage_groups is True
+    pattern = re.compile(auth.course_groups)
+    assert pattern.fullmatch("viz2026") and pattern.fullmatch("hpc2026-teachers") and not pattern.fullmatch("students")
+    assert [s["name"] for s in app.services] == ["idle-culler"] and app.last_activity_interval == 0
 
 
 def test_production_defaults_without_site_environment(monkeypatch: pytest.MonkeyPatch) -> None:

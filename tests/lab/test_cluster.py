@@ -273,7 +273,7 @@ app.load_config_file(sys.argv[1])
 c = app.config
 print(json.dumps({"bind_url": c.JupyterHub.bind_url, "hub_ip": c.JupyterHub.hub_ip, "hub_connect_ip": c.JupyterHub.hub_connect_ip,
                   "spawner_ip": c.RcSC3Spawner.ip, "db_url": c.JupyterHub.db_url, "slurm_conf": os.environ.get("SLURM_CONF"),
-                  "spawner": c.JupyterHub.spawner_class, "admins": sorted(c.Authenticator.admin_users)}))
+                  "spawner": c.JupyterHub.spawner_class, "authenticator": c.JupyterHub.authenticator_class}))
 """
 
 
@@ -286,7 +286,7 @@ def test_the_cluster_hub_config_is_the_demo_on_the_hub_host(cluster, tmp_path):
     assert json.loads(res.stdout.splitlines()[-1]) == {
         "bind_url": cluster["hub_url"], "hub_ip": hub, "hub_connect_ip": hub, "spawner_ip": "",
         "db_url": f"sqlite:///{state}/jupyterhub.sqlite", "slurm_conf": cluster["slurm_conf"],
-        "spawner": "rcsc3", "admins": ["teacher"],  # the rest is the demo's (load_subconfig)
+        "spawner": "rcsc3", "authenticator": "rcsc3-pam",  # the rest is the demo's (load_subconfig)
     }
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     # in the machine's own namespace it refuses, saying where to run it
