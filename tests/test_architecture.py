@@ -26,7 +26,7 @@ FORBIDDEN = {
     "rcsc3_lab": set(),
 }
 #: data files that look like modules but are read by other programs, never imported
-NOT_MODULES = {"rcsc3_proxy.engines.ipcluster_config"}
+NOT_MODULES = {"rcsc3_proxy.engines.ipcluster_config", "rcsc3_spawner.idle_culler_config"}
 
 
 def imported_names(path: Path) -> set[str]:

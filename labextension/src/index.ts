@@ -19,9 +19,14 @@
  *
  * What it did is left on document.body.dataset.rcsc3Launcher for tests and for curious admins:
  * "opened", or "left to JupyterLab: <why>".
+ *
+ * Plugin "rcsc3-jupyterlab:time-left" (timeLeft.ts): the Slurm job's time left in the status bar,
+ * and notifications 10 and 2 minutes before its end.
  */
 
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+
+import { timeLeft } from './timeLeft';
 
 const NAME = 'rcsc3-jupyterlab';
 const LAUNCHER_CREATE = 'launcher:create';
@@ -75,4 +80,4 @@ const earlyLauncher: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [earlyLauncher];
+export default [earlyLauncher, timeLeft];

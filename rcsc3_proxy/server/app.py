@@ -21,8 +21,13 @@ from jupyter_server.serverapp import ServerApp
 from jupyter_server.utils import url_path_join
 from jupyterhub.singleuser.extension import JupyterHubSingleUser
 
+from .activity import watch_busy_kernels
 from .identity import ROUTE as IDENTITY_ROUTE
 from .identity import IdentityHandler
+from .job_api import ROUTE as JOB_ROUTE
+from .job_api import SETTING as JOB_CLOCK_SETTING
+from .job_api import JobHandler
+from .job_clock import JobClock
 
 
 class PreboundServerApp(ServerApp):
@@ -49,7 +54,17 @@ class PreboundServerApp(ServerApp):
         # extensions, and this route is how the hub knows the server is theirs.
         port = self.prebound.getsockname()[1] if self.prebound is not None else self.port
         self.web_app.settings["rcsc3_listen_port"] = port
-        self.web_app.add_handlers(".*", [(url_path_join(self.base_url, IDENTITY_ROUTE), IdentityHandler)])
+        # The job's end as Slurm tells it (rcsc3/api/job), and the job-log warnings before it: the
+        # clock's loop starts with the event loop, and does nothing outside a Slurm job.
+        clock = JobClock(parent=self, log=self.log)
+        self.web_app.settings[JOB_CLOCK_SETTING] = clock
+        self.io_loop.add_callback(clock.start)
+        # a kernel that computes silently is activity too (the idle culler reads the server's activity)
+        self.io_loop.add_callback(watch_busy_kernels, self.web_app, self.kernel_manager)
+        self.web_app.add_handlers(".*", [
+            (url_path_join(self.base_url, IDENTITY_ROUTE), IdentityHandler),
+            (url_path_join(self.base_url, JOB_ROUTE), JobHandler),
+        ])
 
 
 class RcSC3SingleUser(JupyterHubSingleUser):

@@ -30,6 +30,8 @@ class FakeHubAPI:
     def __init__(self, status: int = 201):
         self.requests: list[tuple[str, dict, dict]] = []
         self.listening_at_report: list[bool] = []
+        #: token -> the user model the hub's /user answers for it (how the server identifies a request)
+        self.users: dict[str, dict] = {}
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,12 +46,17 @@ class FakeHubAPI:
                 self.end_headers()
 
             def do_GET(self):  # noqa: N802 - the single-user server's version check and friends
-                self.send_response(200)
+                answer, code = b"{}", 200
+                if self.path.split("?")[0].endswith("/user"):  # who holds this token (HubAuth.user_for_token)
+                    token = self.headers.get("Authorization", "").removeprefix("token ")
+                    user = outer.users.get(token)
+                    answer, code = (json.dumps(user).encode(), 200) if user else (b'{"message": "bad token"}', 403)
+                self.send_response(code)
                 self.send_header("X-JupyterHub-Version", "6.1.1")
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(answer)
 
             def log_message(self, *args):
                 pass
@@ -199,3 +206,55 @@ def test_the_private_serverapp_methods_rcsc3_overrides_still_exist():
         assert callable(getattr(ServerApp, name, None)), name
     assert "_bind_http_server_tcp" in inspect.getsource(ServerApp._bind_http_server)
     assert "_find_http_port" in inspect.getsource(ServerApp.init_httpserver)
+
+
+def test_outside_a_slurm_job_the_job_api_is_a_json_404_for_the_student_and_403_for_others(fake_hub, tmp_path):
+    """rcsc3/api/job (job_api.py) on a server that does not run in a Slurm job: a clear JSON error, after the
+    usual authentication (the stand-in hub tells the server whose token is whose, as the real hub's /user does)."""
+    import secrets
+    import time
+    import urllib.error
+    import urllib.request
+
+    server_token, ana_token, bob_token = (secrets.token_hex(16) for _ in range(3))
+    fake_hub.users[ana_token] = {"kind": "user", "name": "ana", "admin": False, "groups": [],
+                                 "scopes": ["access:servers!user=ana"]}
+    fake_hub.users[bob_token] = {"kind": "user", "name": "bob", "admin": False, "groups": [],
+                                 "scopes": ["access:servers!user=bob"]}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JUPYTERHUB_"))}
+    env.update(JUPYTERHUB_API_URL=fake_hub.url, JUPYTERHUB_API_TOKEN=server_token, JUPYTERHUB_USER="ana",
+               JUPYTERHUB_SERVICE_URL="http://127.0.0.1:0/user/ana/", JUPYTERHUB_SERVICE_PREFIX="/user/ana/",
+               JUPYTERHUB_BASE_URL="/", JUPYTERHUB_CLIENT_ID="jupyterhub-user-ana", JUPYTERHUB_HOST="",
+               JUPYTERHUB_OAUTH_CALLBACK_URL="/user/ana/oauth_callback", RCSC3_SINGLEUSER_FAST="0",
+               JUPYTERHUB_OAUTH_ACCESS_SCOPES=json.dumps(["access:servers!server=ana/", "access:servers!user=ana"]),
+               JUPYTERHUB_ACTIVITY_URL=fake_hub.url + "/users/ana/activity", HOME=str(tmp_path))
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rcsc3_proxy.singleuser", "--allow-root",
+                                 "--ServerApp.root_dir=" + str(tmp_path)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not fake_hub.listening_at_report and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.02)  # bounded poll of the stand-in hub
+        port = fake_hub.requests[-1][2]["port"]
+
+        def ask(token: str) -> tuple[int, dict]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/user/ana/rcsc3/api/job",
+                                             headers={"Authorization": f"token {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:  # queued until the server serves
+                    return answer.status, json.loads(answer.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read() or b"{}")
+
+        status, body = ask(ana_token)
+        assert status == 404, body
+        assert "not run in a Slurm job" in body["message"]
+        assert ask(bob_token)[0] == 403  # another student learns nothing, not even that there is no job
+        assert ask("not-a-token")[0] == 403
+        assert "Traceback" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(30)
