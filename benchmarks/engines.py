@@ -21,6 +21,7 @@ registration <= 0.4x stock, map_sync items/s >= stock, Mandelbrot speedup on 2 e
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -98,7 +99,7 @@ def mandelbrot(width: int, height: int, rounds: int) -> dict[int, list[float]]:
             for p in range(1, ENGINES + 1):
                 n_tasks = 8 * p
                 bounds = [height * i // n_tasks for i in range(n_tasks + 1)]
-                tasks = list(zip(bounds[:-1], bounds[1:]))
+                tasks = list(itertools.pairwise(bounds))
                 view = rc.load_balanced_view(targets=rc.ids[:p])
                 t0 = time.perf_counter()
                 parts = view.map_sync(lambda rows: mandel(WIDTH, HEIGHT, *rows), tasks)  # noqa: F821 (engine globals)
@@ -192,7 +193,7 @@ def report_mandelbrot(size: str, rounds: int) -> None:
     print(f"\nMandelbrot {width}x{height}, {rounds} runs, srun engines in a {ENGINES}-CPU job (s)")
     print(f"  serial     : {_stats(times[0])}")
     for p in range(1, ENGINES + 1):
-        speedups = [s / t for s, t in zip(times[0], times[p])]
+        speedups = [s / t for s, t in zip(times[0], times[p], strict=True)]
         speedup = serial / statistics.median(times[p])
         best = min(times[0]) / min(times[p])  # best of N: the least disturbed runs of a shared machine
         print(f"  {p} engine(s): {_stats(times[p])}  speedup median {speedup:.2f} "

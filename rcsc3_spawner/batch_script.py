@@ -75,6 +75,10 @@ def render_batch_script(req: SpawnRequest, spec: JobSpec) -> str:
     sbatch("cpus-per-task", 1)
     sbatch("mem", f"{req.memory_gb}G")
     sbatch("time", format_walltime(req.walltime_minutes))
+    # A server is never started twice: with Slurm's default JobRequeue=1 a failed node's job would
+    # go back to the queue, the hub would keep a dead server "pending", and the rerun would bring up
+    # a server with the old one's token.
+    sbatch("no-requeue")
     if req.gpus:
         sbatch("gres", f"gpu:{req.gpus}")
     for flag, value in (("account", p.account), ("qos", p.qos), ("reservation", p.reservation), ("constraint", p.constraint)):

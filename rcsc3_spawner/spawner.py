@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 import weakref
-from datetime import timezone
+from datetime import UTC
 from typing import Any, ClassVar
 
 from batchspawner import SlurmSpawner
@@ -437,7 +437,17 @@ class RcSC3Spawner(SlurmSpawner):
             *self._prefix(), "/bin/sh", "-c", 'mkdir -p -m 700 -- "$1" && exec sbatch --parsable', "sh",
             os.path.dirname(log_path),
         ]
-        res = await run_command(argv, input=script, env=self.get_env(), timeout=60)
+        submit = asyncio.ensure_future(run_command(argv, input=script, env=self.get_env(), timeout=60))
+        try:
+            res = await asyncio.shield(submit)
+        except asyncio.CancelledError:
+            # Stopped while sbatch runs: the job may exist already. Let sbatch finish (it is bounded)
+            # and cancel what it made, so no job is left without its id on record.
+            res = await submit
+            if res.ok:
+                self.job_id = res.stdout.strip().split(";")[0]
+                await self._cancel_quietly(now=True)
+            raise
         if not res.ok:
             raise SpawnFailure(f"Slurm refused the job: {res.stderr.strip() or res.stdout.strip()}")
         try:
@@ -485,9 +495,11 @@ class RcSC3Spawner(SlurmSpawner):
         last_message = ""
         while True:
             await self.poller.refresh()
-            info = self.poller.get(self.job_id)
+            # what Slurm said in an earlier round is stale while it does not answer
+            info = self.poller.get(self.job_id) if self.poller.known else None
             if info is GONE:
-                raise SpawnFailure(f"Job {self.job_id} ended before it started.", await self._log_tail())
+                raise SpawnFailure(f"Job {self.job_id} ended{self._final_state()} before it started.",
+                                   await self._log_tail())
             if isinstance(info, JobInfo) and info.running:
                 return info
             waited = time.monotonic() - t0
@@ -556,9 +568,9 @@ class RcSC3Spawner(SlurmSpawner):
                 if job_state is not None and job_state.done():
                     info = self.poller.get(self.job_id)
                     if info is GONE or (isinstance(info, JobInfo) and not info.running):
-                        state = info.state if isinstance(info, JobInfo) else "finished"
+                        state = f" ({info.state})" if isinstance(info, JobInfo) else self._final_state()
                         raise SpawnFailure(
-                            f"Job {self.job_id} ended ({state}) before its Jupyter server answered.",
+                            f"Job {self.job_id} ended{state} before its Jupyter server answered.",
                             await self._log_tail(),
                         )
                     job_state = None
@@ -618,6 +630,11 @@ class RcSC3Spawner(SlurmSpawner):
             self._record_end(last.state, last.reason, last.end_time)
         asyncio.ensure_future(self.poll_and_notify())
 
+    def _final_state(self) -> str:
+        """" (FAILED)": Slurm's last word on a job it no longer lists ("" if it said none)."""
+        last = self.poller.last_seen(self.job_id)
+        return f" ({last.state})" if last is not None else ""
+
     def _record_end(self, state: str, reason: str = "", at: str = "") -> None:
         self.last_end = {"state": state, "reason": reason, "at": at or time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.log.info("rcsc3: job %s of %s ended: %s %s", self.job_id, self._log_name, state, reason)
@@ -633,18 +650,21 @@ class RcSC3Spawner(SlurmSpawner):
 
     # ------------------------------------------------------------ poll / stop / state
     async def poll(self) -> int | None:
-        if not self.job_id:
+        job_id = self.job_id
+        if not job_id:
             return 0
-        info = self.poller.get(self.job_id)
+        info = self.poller.get(job_id)
         if info is None:
             # first look after a hub restart, or Slurm was unreachable: ask now
-            self.poller.watch(self.job_id, self._on_job_gone)
+            self.poller.watch(job_id, self._on_job_gone)
             await self.poller.refresh()
-            info = self.poller.get(self.job_id)
+            if not self.job_id:
+                return 1  # the round found it gone, and its callback's poll has cleared the state already
+            info = self.poller.get(job_id)
         if info is None or (isinstance(info, JobInfo) and info.active):
             return None  # running, pending, or Slurm unknown: keep the server
-        self.log.info("rcsc3: job %s of %s is gone", self.job_id, self._log_name)
-        self.poller.unwatch(self.job_id)
+        self.log.info("rcsc3: job %s of %s is gone", job_id, self._log_name)
+        self.poller.unwatch(job_id)
         self.clear_state()
         return 1
 
@@ -706,7 +726,7 @@ class RcSC3Spawner(SlurmSpawner):
         last = self.orm_spawner.last_activity if self.orm_spawner is not None else None
         if profile is None or last is None:
             return
-        idle = time.time() - (last.timestamp() if last.tzinfo else last.replace(tzinfo=timezone.utc).timestamp())
+        idle = time.time() - (last.timestamp() if last.tzinfo else last.replace(tzinfo=UTC).timestamp())
         if idle >= profile.idle_timeout:
             self._record_end("IDLE", f"{idle / 60:.0f} min without activity")
 

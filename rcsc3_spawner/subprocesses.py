@@ -55,7 +55,7 @@ async def run_command(
         out, err = await asyncio.wait_for(
             proc.communicate(input.encode() if input is not None else None), timeout=timeout
         )
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         return CommandResult(tuple(argv), -1, "", f"{argv[0]} timed out after {timeout:.0f}s")

@@ -9,7 +9,7 @@ its documented hook for extensions) at "now", so the server reports itself activ
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tornado.ioloop import PeriodicCallback
 
@@ -31,7 +31,7 @@ def watch_busy_kernels(web_app, kernel_manager, every: float = 5.0) -> PeriodicC
 
     def check() -> None:
         if any_kernel_busy(kernel_manager):
-            web_app.settings[SETTING] = datetime.now(timezone.utc)
+            web_app.settings[SETTING] = datetime.now(UTC)
 
     callback = PeriodicCallback(check, every * 1000)
     callback.start()

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TextIO
 
 from traitlets import Float, List, Unicode
@@ -58,12 +58,12 @@ def slurm_time(text: str) -> datetime | None:
         local = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return None
-    return local.astimezone(timezone.utc)  # a naive datetime is taken as local time
+    return local.astimezone(UTC)  # a naive datetime is taken as local time
 
 
 def iso_utc(moment: datetime) -> str:
     """"2026-12-01T22:20:09Z"."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def job_fields(output: str, job_id: str) -> dict[str, str]:
@@ -147,7 +147,7 @@ class JobClock(LoggingConfigurable):
             raise SlurmError(f"cannot run {self.scontrol}: {e}") from None
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.slurm_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             raise SlurmError(f"scontrol did not answer within {self.slurm_timeout:g} s") from None
@@ -184,7 +184,7 @@ class JobClock(LoggingConfigurable):
             if self.job and self.job.end_time != job.end_time:
                 self.log.info("rcsc3: job %s now ends at %s", self.job_id, job.end_time and iso_utc(job.end_time))
             self.job, self.error = job, ""
-            self.checked_at = datetime.now(timezone.utc)
+            self.checked_at = datetime.now(UTC)
         finally:
             self._checked_mono = time.monotonic()
 
@@ -207,7 +207,7 @@ class JobClock(LoggingConfigurable):
     def seconds_left(self, now: datetime | None = None) -> float | None:
         if self.job is None or self.job.end_time is None:
             return None
-        now = datetime.now(timezone.utc) if now is None else now
+        now = datetime.now(UTC) if now is None else now
         return max(0.0, (self.job.end_time - now).total_seconds())
 
     def snapshot(self) -> dict:

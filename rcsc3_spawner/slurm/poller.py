@@ -105,6 +105,8 @@ class SlurmJobPoller(LoggingConfigurable):
         super().__init__(**kwargs)
         self._watched: dict[str, Callable[[JobInfo | None], None] | None] = {}
         self._snapshot: dict[str, JobInfo] = {}
+        #: the last JobInfo of jobs that are gone (their final state, when Slurm still listed them)
+        self._ended: dict[str, JobInfo] = {}
         self._polled: set[str] = set()
         self.known = False  # did the last round get an answer from Slurm?
         self.last_error = ""
@@ -134,6 +136,10 @@ class SlurmJobPoller(LoggingConfigurable):
         self._watched.pop(job_id, None)
         self._snapshot.pop(job_id, None)
         self._polled.discard(job_id)
+
+    def last_seen(self, job_id: str) -> JobInfo | None:
+        """What Slurm last said of a job that is gone now (its final state if it listed one), else None."""
+        return self._ended.get(job_id)
 
     def get(self, job_id: str) -> JobInfo | str | None:
         """The latest JobInfo, GONE, or None when not yet known (never polled or Slurm unreachable)."""
@@ -183,7 +189,7 @@ class SlurmJobPoller(LoggingConfigurable):
             if not self._fast_waiters:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._next_delay())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             self._wake.clear()
             self._rounds_started += 1
@@ -225,6 +231,10 @@ class SlurmJobPoller(LoggingConfigurable):
             else:
                 self._snapshot.pop(job_id, None)
                 gone.append((job_id, info or previous))
+                if info or previous:
+                    self._ended[job_id] = info or previous
+                    while len(self._ended) > 10000:  # a hub's whole history is not needed
+                        self._ended.pop(next(iter(self._ended)))
             self._polled.add(job_id)
         await self._update_positions()
         for job_id, last in gone:

@@ -14,7 +14,7 @@ import io
 import re
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,10 +43,10 @@ def test_slurm_times_are_local_time_read_back_as_utc(monkeypatch):
     try:
         monkeypatch.setenv("TZ", "America/New_York")
         time.tzset()
-        assert slurm_time("2026-12-01T17:20:09") == datetime(2026, 12, 1, 22, 20, 9, tzinfo=timezone.utc)  # EST = UTC-5
+        assert slurm_time("2026-12-01T17:20:09") == datetime(2026, 12, 1, 22, 20, 9, tzinfo=UTC)  # EST = UTC-5
         monkeypatch.setenv("TZ", "Europe/Paris")
         time.tzset()
-        assert slurm_time("2026-07-01T12:00:00") == datetime(2026, 7, 1, 10, 0, 0, tzinfo=timezone.utc)  # CEST = UTC+2
+        assert slurm_time("2026-07-01T12:00:00") == datetime(2026, 7, 1, 10, 0, 0, tzinfo=UTC)  # CEST = UTC+2
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -64,7 +64,7 @@ def test_warnings_come_once_per_threshold_the_smallest_passed_and_again_after_an
     # a job that starts with 5 minutes left gets one line (not two), then the 2-minute one
     warned = set()
     assert [due_warning(left, thresholds, warned) for left in (300, 290, 100)] == [600, None, 120]
-    end = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    end = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     assert warning_line(end, 599) == "rcsc3: this session ends at 12:00 UTC (10 minutes left): save your work"
     assert warning_line(end, 30).endswith("(1 minute left): save your work")
 
@@ -77,7 +77,7 @@ def _stand_in_scontrol(tmp_path: Path, body: str) -> Path:
 
 
 async def test_a_slurm_that_stops_answering_leaves_the_last_known_end_marked_stale(tmp_path):
-    end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     local_end = end.astimezone().strftime("%Y-%m-%dT%H:%M:%S")  # scontrol prints local time
     answer = tmp_path / "answer"
     answer.write_text(SHOW_JOB.replace("EndTime=2026-12-01T22:20:09", f"EndTime={local_end}").replace("gpu[01-02]", "gpu01"))
@@ -109,7 +109,7 @@ async def test_a_slurm_that_never_answered_has_no_job_to_tell_and_says_why(tmp_p
 
 
 async def test_the_clock_writes_the_due_warning_to_the_job_log(tmp_path):
-    end = datetime.now(timezone.utc) + timedelta(minutes=5, seconds=-1)  # 5 minutes left
+    end = datetime.now(UTC) + timedelta(minutes=5, seconds=-1)  # 5 minutes left
     answer = tmp_path / "answer"
     answer.write_text(SHOW_JOB.replace("2026-12-01T22:20:09", end.astimezone().strftime("%Y-%m-%dT%H:%M:%S")))
     log = io.StringIO()
@@ -168,7 +168,7 @@ def test_the_api_tells_slurms_real_end_and_follows_the_admins_change(stopped, hu
     assert (body["job_id"], body["partition"], body["nodes"], body["state"]) == (job, "cpu", nodes, "RUNNING")
     assert body["end_time"] == _end_utc(job) and body["stale"] is False
     end = datetime.strptime(body["end_time"], "%Y-%m-%dT%H:%M:%S%z")
-    assert abs((end - datetime.now(timezone.utc)).total_seconds() - body["seconds_left"]) <= 5
+    assert abs((end - datetime.now(UTC)).total_seconds() - body["seconds_left"]) <= 5
     assert 13 * 60 < body["seconds_left"] <= 15 * 60  # the form's 0:15, less the start
     assert answer.headers["Cache-Control"] == "no-store"
 

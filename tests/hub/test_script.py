@@ -33,6 +33,7 @@ def test_script_requests_what_the_form_chose():
         "#SBATCH --cpus-per-task=1",
         "#SBATCH --mem=6G",
         "#SBATCH --time=1:15:00",
+        "#SBATCH --no-requeue",  # a failed node's server must end, not come back with a stale token
         "#SBATCH --gres=gpu:2",
         "#SBATCH --output=/home/student1/.rcsc3/logs/jupyter-%j.log",
         "#SBATCH --chdir=/home/student1",
@@ -81,4 +82,5 @@ def test_command_words_stay_single_shell_words(word):
         return
     last = script.rstrip("\n").splitlines()[-1]
     assert last.startswith("exec ") and len(script.splitlines()) == len(render_batch_script(req, spec()).splitlines())
-    assert not re.search(r"^#SBATCH", "\n".join(script.splitlines()[12:]), re.M)
+    header = 1 + sum(line.startswith("#SBATCH") for line in render_batch_script(req, spec()).splitlines())
+    assert not re.search(r"^#SBATCH", "\n".join(script.splitlines()[header:]), re.M)

@@ -157,6 +157,33 @@ def test_launcher_without_hub_environment_exits_with_a_message():
     assert "JUPYTERHUB_API_URL" in out.stderr and "Traceback" not in out.stderr
 
 
+def start_server(fake_hub: FakeHubAPI, home: Path, token: str, **extra_env: str) -> tuple[subprocess.Popen, int, Path]:
+    """A real rcsc3-singleuser for user `ana` against the stand-in hub; returns it, its reported port and its log
+    once the port has been reported (at which moment it must already listen)."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JUPYTERHUB_"))}
+    env.update(JUPYTERHUB_API_URL=fake_hub.url, JUPYTERHUB_API_TOKEN=token, JUPYTERHUB_USER="ana",
+               JUPYTERHUB_SERVICE_URL="http://127.0.0.1:0/user/ana/", JUPYTERHUB_SERVICE_PREFIX="/user/ana/",
+               JUPYTERHUB_BASE_URL="/", JUPYTERHUB_CLIENT_ID="jupyterhub-user-ana", JUPYTERHUB_HOST="",
+               JUPYTERHUB_OAUTH_CALLBACK_URL="/user/ana/oauth_callback", RCSC3_SINGLEUSER_FAST="0",
+               JUPYTERHUB_ACTIVITY_URL=fake_hub.url + "/users/ana/activity", HOME=str(home), **extra_env)
+    log = home / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rcsc3_proxy.singleuser", "--allow-root",
+                                 "--ServerApp.root_dir=" + str(home)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not fake_hub.listening_at_report and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(log.read_text())
+        time.sleep(0.02)  # bounded poll of the stand-in hub
+    if not fake_hub.listening_at_report:
+        proc.terminate()
+        raise AssertionError(f"no port report within 60 s:\n{log.read_text()}")
+    return proc, fake_hub.requests[-1][2]["port"], log
+
+
 def test_the_port_listens_before_it_is_reported_and_the_server_proves_it_is_the_students(fake_hub, tmp_path):
     """Issue #15 §1 at the unit level: a real rcsc3-singleuser with a stand-in hub. At the moment the
     report arrives the port already accepts connections (no window for a squatter), and the server
@@ -164,27 +191,12 @@ def test_the_port_listens_before_it_is_reported_and_the_server_proves_it_is_the_
     import hashlib
     import hmac
     import secrets
-    import time
     import urllib.request
 
     token = secrets.token_hex(16)
-    env = dict(os.environ, JUPYTERHUB_API_URL=fake_hub.url, JUPYTERHUB_API_TOKEN=token, JUPYTERHUB_USER="ana",
-               JUPYTERHUB_SERVICE_URL="http://127.0.0.1:0/user/ana/", JUPYTERHUB_SERVICE_PREFIX="/user/ana/",
-               JUPYTERHUB_BASE_URL="/", JUPYTERHUB_CLIENT_ID="jupyterhub-user-ana", JUPYTERHUB_HOST="",
-               JUPYTERHUB_OAUTH_CALLBACK_URL="/user/ana/oauth_callback", RCSC3_SINGLEUSER_FAST="0",
-               JUPYTERHUB_ACTIVITY_URL=fake_hub.url + "/users/ana/activity", HOME=str(tmp_path))
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rcsc3_proxy.singleuser", "--allow-root",
-                                 "--ServerApp.root_dir=" + str(tmp_path)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc, port, log = start_server(fake_hub, tmp_path, token)
     try:
-        deadline = time.monotonic() + 60
-        while not fake_hub.listening_at_report and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.02)  # bounded poll of the stand-in hub
         assert fake_hub.listening_at_report == [True], log.read_text()
-        port = fake_hub.requests[-1][2]["port"]
         challenge = secrets.token_hex(32)
         url = f"http://127.0.0.1:{port}/user/ana/rcsc3/api/identity?challenge={challenge}"
         with urllib.request.urlopen(url, timeout=60) as answer:  # queued until the server serves
@@ -212,7 +224,6 @@ def test_outside_a_slurm_job_the_job_api_is_a_json_404_for_the_student_and_403_f
     """rcsc3/api/job (job_api.py) on a server that does not run in a Slurm job: a clear JSON error, after the
     usual authentication (the stand-in hub tells the server whose token is whose, as the real hub's /user does)."""
     import secrets
-    import time
     import urllib.error
     import urllib.request
 
@@ -221,24 +232,9 @@ def test_outside_a_slurm_job_the_job_api_is_a_json_404_for_the_student_and_403_f
                                  "scopes": ["access:servers!user=ana"]}
     fake_hub.users[bob_token] = {"kind": "user", "name": "bob", "admin": False, "groups": [],
                                  "scopes": ["access:servers!user=bob"]}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JUPYTERHUB_"))}
-    env.update(JUPYTERHUB_API_URL=fake_hub.url, JUPYTERHUB_API_TOKEN=server_token, JUPYTERHUB_USER="ana",
-               JUPYTERHUB_SERVICE_URL="http://127.0.0.1:0/user/ana/", JUPYTERHUB_SERVICE_PREFIX="/user/ana/",
-               JUPYTERHUB_BASE_URL="/", JUPYTERHUB_CLIENT_ID="jupyterhub-user-ana", JUPYTERHUB_HOST="",
-               JUPYTERHUB_OAUTH_CALLBACK_URL="/user/ana/oauth_callback", RCSC3_SINGLEUSER_FAST="0",
-               JUPYTERHUB_OAUTH_ACCESS_SCOPES=json.dumps(["access:servers!server=ana/", "access:servers!user=ana"]),
-               JUPYTERHUB_ACTIVITY_URL=fake_hub.url + "/users/ana/activity", HOME=str(tmp_path))
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rcsc3_proxy.singleuser", "--allow-root",
-                                 "--ServerApp.root_dir=" + str(tmp_path)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    scopes = json.dumps(["access:servers!server=ana/", "access:servers!user=ana"])
+    proc, port, log = start_server(fake_hub, tmp_path, server_token, JUPYTERHUB_OAUTH_ACCESS_SCOPES=scopes)
     try:
-        deadline = time.monotonic() + 60
-        while not fake_hub.listening_at_report and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.02)  # bounded poll of the stand-in hub
-        port = fake_hub.requests[-1][2]["port"]
 
         def ask(token: str) -> tuple[int, dict]:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/user/ana/rcsc3/api/job",

@@ -56,11 +56,11 @@ def test_a_swapping_student_never_gets_a_root_directory_chmodded(scratch):
         victim.mkdir(mode=0o755)
     roots.chmod(0o755)
     made = "\n".join(f"os.mkdir({str(t)!r}, 0o1777); os.symlink({str(v)!r}, {str(d)!r})"
-                      for t, d, v in zip(targets, decoys, victims))
+                      for t, d, v in zip(targets, decoys, victims, strict=True))
     setup = as_student(STUDENT, ["/usr/bin/python3", "-c", "import os\n" + made])
     assert setup.wait(20) == 0, setup.stderr.read()
     racer = as_student(STUDENT, ["/usr/bin/python3", "-c", RACER,
-                                 *[str(p) for pair in zip(targets, decoys) for p in pair]])
+                                 *[str(p) for pair in zip(targets, decoys, strict=True) for p in pair]])
     try:
         assert racer.stdout.readline().strip() == "racing"
         for target in targets:
