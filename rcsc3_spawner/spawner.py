@@ -197,6 +197,19 @@ class RcSC3Spawner(SlurmSpawner):
         help="Seconds between shared `squeue` rounds while any server is starting or stopping.",
     ).tag(config=True)
 
+    slurm_pending_backoff_after = Float(
+        10.0,
+        help="""Seconds a job may pend with fast rounds. After that, the spawn page's look at the queue
+        comes after a tenth of the time waited so far (at most slurm_poll_interval): a class waiting in
+        the queue for minutes asks Slurm about once per poll interval, not every fast round.""",
+    ).tag(config=True)
+
+    slurm_start_check_interval = Float(
+        1.0,
+        help="""Seconds between looks at the job's state while its Jupyter server starts (the job runs):
+        a job that ends then is reported within this.""",
+    ).tag(config=True)
+
     slurm_info_ttl = Float(
         60.0,
         help="Seconds to cache partition and node limits read from `scontrol` for the form and validation.",
@@ -494,6 +507,9 @@ class RcSC3Spawner(SlurmSpawner):
     async def _wait_until_running(self, t0: float) -> JobInfo:
         last_message = ""
         while True:
+            waited = time.monotonic() - t0
+            if waited > self.slurm_pending_backoff_after:
+                await asyncio.sleep(min(self.slurm_poll_interval, waited / 10))  # the cadence, not a wait for a state
             await self.poller.refresh()
             # what Slurm said in an earlier round is stale while it does not answer
             info = self.poller.get(self.job_id) if self.poller.known else None
@@ -575,7 +591,7 @@ class RcSC3Spawner(SlurmSpawner):
                         )
                     job_state = None
                 if job_state is None:
-                    job_state = asyncio.ensure_future(self.poller.refresh())
+                    job_state = asyncio.ensure_future(self._refresh_after(self.slurm_start_check_interval))
                 waiting = [job_state]
                 if self._port_reported.is_set():
                     if probe is None and now >= next_probe:
@@ -594,6 +610,11 @@ class RcSC3Spawner(SlurmSpawner):
             for task in (job_state, probe, port_wait):
                 if task is not None:
                     task.cancel()
+
+    async def _refresh_after(self, delay: float) -> None:
+        """A fresh poller round `delay` seconds from now (a look at the job while its server starts)."""
+        await asyncio.sleep(delay)
+        await self.poller.refresh()
 
     async def _probe_server(self, client: AsyncHTTPClient, timeout: float) -> server_identity.Answer:
         """One check of the server at ip:port: its identity proof, or (verify_server_identity off)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import pytest
 from polling import wait_for
@@ -307,6 +308,29 @@ async def test_an_outage_while_pending_does_not_show_the_old_state_as_news(fake_
     assert not any("Resources" in m for m in messages(spawner))
     fake_slurm.up("squeue")
     await shown(spawner, "Job 100 pending: Resources")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_long_wait_in_the_queue_asks_slurm_less_and_less_often(fake_slurm, make_spawner):
+    """A class waiting in the queue must not have the hub ask Slurm every fast round for minutes."""
+    with fake_slurm.edit() as s:
+        s["submit"] = {"reason": "Priority"}
+    spawner = make_spawner(slurm_fast_poll_interval=0.05, slurm_pending_backoff_after=1.0)
+    task, job = await submitted(spawner)
+    t0 = fake_slurm.calls("sbatch")[0]["t"]
+    await wait_for(lambda: time.monotonic() - t0 > 4, 10, "four seconds in the queue")
+    # one round: the watched jobs (-j), and while one pends its partition's queue (-p)
+    times = [c["t"] for c in fake_slurm.calls("squeue") if c["t"] > t0 and "-j" in c["argv"]]
+    fast = [b - a for a, b in zip(times, times[1:], strict=False) if b < t0 + 1.0]
+    slow = [(b - a, a - t0) for a, b in zip(times, times[1:], strict=False) if a > t0 + 1.5]
+    assert fast and max(fast) < 0.5, fast  # the first second: the fast cadence (a job that starts at once)
+    assert slow and all(gap >= 0.08 * waited for gap, waited in slow), slow  # then a tenth of the time waited
+    assert len(times) < 40, len(times)  # the fast cadence all along would be ~80
+    await shown(spawner, "Job 100 pending: Priority")
+    fake_slurm.set_job("100", reason="Resources")
+    await shown(spawner, "Job 100 pending: Resources", timeout=5)  # still news within a round
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
