@@ -8,6 +8,7 @@
   prints). The teacher's is RCSC3_TEACHER_PASSWORD, else RCSC3_DEMO_PASSWORD when the site set
   one, else a random one kept in TEACHER_PASSWORD_FILE (root only): the default password every
   reader of the README knows must not open the teacher's account.
+- `ensure_class_users(N)`: class01..classNN, a whole class for benchmarks/class_start.py.
 """
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ def ensure_user(name: str, password: str) -> None:
         pw = pwd.getpwnam(name)
     os.chmod(pw.pw_dir, 0o700)
     subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
+
+
+#: benchmarks/class_start.py's students: class01, class02, ... (in no course; private homes like everyone's)
+CLASS_USER_PREFIX = "class"
+
+
+def class_user_names(count: int) -> list[str]:
+    """class01..classNN (two digits at least, so they sort as they are numbered up to 99)."""
+    return [f"{CLASS_USER_PREFIX}{i:02d}" for i in range(1, count + 1)]
+
+
+def ensure_class_users(count: int) -> list[str]:
+    """The accounts of a whole class for benchmarks/class_start.py (idempotent): class01..count with
+    the students' password and private homes, like the demo students. Returns their names."""
+    names = class_user_names(count)
+    for name in names:
+        ensure_user(name, student_password())
+    return names
 
 
 def ensure_group(name: str, members: tuple[str, ...]) -> None:
