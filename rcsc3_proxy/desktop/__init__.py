@@ -3,7 +3,10 @@
 In the Jupyter server process:
 - `server_proxy`: the entry points jupyter-server-proxy loads (`setup_desktop`, `setup_desktop_vnc`)
 - `supervisor_launcher`: starts the desktop supervisor, tied to the server's life
-- `bridge/`: the `desktop-vnc` websocket straight into Xvnc's unix socket
+- `bridge/`: rcsc3's handlers on the server for `desktop/` and `desktop-vnc/` (`route`): the websocket
+  straight into Xvnc's unix socket (`handler`, `rfb_prelude`), everyone but the owner view-only
+  (`rfb_client`), who is watching and the owner's say over it (`viewers`, `viewers_api`)
+- `request_guard`: which requests may drive the desktop (each person's own page token, who is calling)
 - `settings`: `c.RemoteDesktop.*`
 
 In the supervisor process (`python -m rcsc3_proxy.desktop.supervisor`):

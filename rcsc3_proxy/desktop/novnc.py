@@ -9,13 +9,22 @@ modules: after an upgrade of Debian's noVNC the old bundle no longer matches and
 falls back to the modules until the bundle is built again. The page carries the bundle
 inline (see supervisor.py), so a first visit makes no request for noVNC at all.
 Nothing of noVNC is copied into rcsc3 itself; the bundle is made from what the node has.
+
+The page's JPEG path (desktop.js, `decodeJpegOffThread`) replaces two methods of noVNC's private
+Display and uses three of its private members. It does so only for the releases in
+ACCEPTED_RELEASES (`release()` says which one is installed) and only when those members have the
+shape it expects; otherwise noVNC runs as it is. tests/desktop/test_novnc_shape.py checks both the
+installed modules and the bundle in Chromium, and fails when a new noVNC changes that shape.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +35,36 @@ DEFAULT_BUNDLE_DIR = os.path.join(sys.prefix, "share", "rcsc3", "novnc")
 DEFAULT_ESBUILD = "/opt/rcsc3/node/bin/esbuild"
 #: Where the bundle puts noVNC's RFB class (as `.default`, like the module's default export).
 GLOBAL_NAME = "rcsc3NoVNC"
+
+
+#: noVNC releases (major.minor) whose private Display the page's JPEG path was written for and tested with
+ACCEPTED_RELEASES = ["1.3"]
+#: Debian's record of the installed `novnc` package (its first line names the version)
+DEBIAN_CHANGELOG = Path("/usr/share/doc/novnc/changelog.Debian.gz")
+
+
+def release(novnc: Path, debian_changelog: Path = DEBIAN_CHANGELOG) -> str:
+    """The installed noVNC's release, e.g. "1.3.0" ('' if unknown): its package.json (a source tree
+    or npm's package), else, for Debian's /usr/share/novnc, the package's version."""
+    try:
+        version = json.loads((novnc / "package.json").read_text()).get("version", "")
+        return version if isinstance(version, str) else ""
+    except (OSError, ValueError, AttributeError):
+        pass
+    if novnc.resolve() != Path("/usr/share/novnc"):
+        return ""
+    try:
+        with gzip.open(debian_changelog, "rt", errors="replace") as f:
+            first = f.readline(200)
+    except (OSError, EOFError):
+        return ""
+    m = re.match(r"novnc \((?:\d+:)?([0-9][0-9.]*)", first)  # "novnc (1:1.3.0-1) unstable; ..."
+    return m.group(1).rstrip(".") if m else ""
+
+
+def accepted(novnc_release: str) -> bool:
+    """Whether the page's JPEG path may touch this noVNC release's internals (same test as desktop.js)."""
+    return any(novnc_release == r or novnc_release.startswith(r + ".") for r in ACCEPTED_RELEASES)
 
 
 def modules(novnc: Path) -> list[str]:

@@ -19,7 +19,8 @@ import stat
 import subprocess
 import tempfile
 import time
-from pathlib import Path
+
+import psutil
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -43,33 +44,15 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     _prctl(PR_SET_PDEATHSIG, int(sig))
 
 
-def _ppid_map(proc: Path = Path("/proc")) -> dict[int, int]:
-    parents: dict[int, int] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone while we looked
-            continue
-        # comm may contain spaces and parentheses: fields start after the last ')'
-        fields = stat[stat.rfind(")") + 2:].split()
-        parents[int(entry.name)] = int(fields[1])
-    return parents
+def descendants(root: int) -> list[int]:
+    """All live descendants of `root` (not `root` itself), parents before children.
 
-
-def descendants(root: int, proc: Path = Path("/proc")) -> list[int]:
-    """All live descendants of `root` (not `root` itself), parents before children."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in _ppid_map(proc).items():
-        children.setdefault(ppid, []).append(pid)
-    out: list[int] = []
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+    psutil walks the parent links of every process, and leaves out a pid that was reused by a
+    process older than its supposed parent."""
+    try:
+        return [child.pid for child in psutil.Process(root).children(recursive=True)]
+    except psutil.Error:  # root is gone (or not ours to look at): nothing below it to find
+        return []
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -119,11 +102,13 @@ def kill_tree(root: int | None = None, grace: float = 3.0, reap: bool = True) ->
 
 
 def _is_zombie(pid: int) -> bool:
+    """Whether `pid` is gone or only waits to be reaped (a zombie holds nothing open any more)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return True
-    return stat[stat.rfind(")") + 2] in "ZX"
+    except psutil.Error:  # not ours to look at: alive as far as we can tell
+        return False
 
 
 #: Where libICE puts a session manager's listening socket, named after its pid (compiled into libICE).

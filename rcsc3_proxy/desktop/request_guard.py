@@ -19,19 +19,34 @@ own (same origin), secret included. Only one origin per user closes that:
 `c.JupyterHub.subdomain_host` (docs/deploy.md, "One origin per student").
 
 Browsers without Fetch Metadata (no `Sec-Fetch-*` headers) still need the secret.
+
+The secret is per person, too: the page gives each person who may open it (the student; a
+teacher or a classmate the hub gives access to the server) `page_token(secret, their name)`, and
+every call and stream must carry the token of the person it is authenticated as. A viewer's own
+token is therefore no use in a page of theirs that the student visits: the student's login would
+need the student's token. Who is calling reaches the supervisor (another process) in
+`USER_HEADER`, set by rcsc3's handler in the Jupyter server (a client's own is dropped) and
+signed with the desktop's secret (`PROOF_HEADER`), which no browser ever sees.
 """
 
 from __future__ import annotations
 
+import base64
+import getpass
+import hashlib
 import hmac
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 #: the header the page's API calls carry the secret in
 TOKEN_HEADER = "X-Rcsc3-Desktop-Token"
 #: the query argument the page's websocket URL carries it in
 TOKEN_ARGUMENT = "desktop_token"
+#: who is calling, as the Jupyter server authenticated them (URL-quoted), on requests to the supervisor
+USER_HEADER = "X-Rcsc3-Desktop-User"
+#: `user_proof` of USER_HEADER's name: the Jupyter server set it, not a client
+PROOF_HEADER = "X-Rcsc3-Desktop-User-Proof"
 #: set on the desktop page
 PAGE_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
@@ -46,6 +61,46 @@ def page_path(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
     return prefix.rstrip("/") + "/desktop/"
+
+
+def owner(env: Mapping[str, str] | None = None) -> str:
+    """Whose desktop this is: the server's JupyterHub user, else (a plain Jupyter server) the unix user."""
+    env = os.environ if env is None else env
+    return env.get("JUPYTERHUB_USER") or getpass.getuser()
+
+
+def person(username: str | None, env: Mapping[str, str] | None = None) -> str:
+    """Who an authenticated request comes from, for the desktop. Under JupyterHub: the hub user's
+    name. A plain Jupyter server has only token holders, who all are the owner (its identity
+    provider makes up a new anonymous name per token login, which says nothing of who it is)."""
+    env = os.environ if env is None else env
+    if env.get("JUPYTERHUB_USER"):
+        return username or ""
+    return owner(env)
+
+
+def _mac(secret: str, purpose: str, name: str) -> str:
+    digest = hmac.new(secret.encode(), f"rcsc3-desktop:{purpose}:{name}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def page_token(secret: str, name: str) -> str:
+    """The token `name`'s desktop page carries: their API calls and their stream must show it."""
+    return _mac(secret, "page", name)
+
+
+def user_headers(secret: str, name: str) -> dict[str, str]:
+    """What the Jupyter server adds to a request it passes to the supervisor: who it is from."""
+    return {USER_HEADER: quote(name, safe=""), PROOF_HEADER: _mac(secret, "user", name)}
+
+
+def proven_user(headers: Mapping[str, str], secret: str) -> str | None:
+    """The name `user_headers` put on this request, or None if they are missing or not the server's."""
+    quoted, proof = headers.get(USER_HEADER), headers.get(PROOF_HEADER)
+    if quoted is None or proof is None:
+        return None
+    name = unquote(quoted)
+    return name if _same_secret(proof, _mac(secret, "user", name)) else None
 
 
 def _same_secret(given: str | None, secret: str) -> bool:

@@ -16,7 +16,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from .bridge import route
+from .bridge import route, viewers
 from .paths import RuntimePaths
 from .settings import RemoteDesktop
 from .supervisor_launcher import SupervisorLauncher, ensure_supervisor, resolve_bridge, running_supervisor
@@ -77,8 +77,19 @@ def vnc_entry(paths: RuntimePaths, bridge: str = "raw") -> dict:
 
 
 def setup_desktop() -> dict:
-    """Entry point `jupyter_serverproxy_servers: desktop`."""
-    return desktop_entry(_ensure_launched().paths)
+    """Entry point `jupyter_serverproxy_servers: desktop`.
+
+    Installs rcsc3's handlers for `desktop/` first (`bridge/route.py`): the viewer API, and the
+    proxy to the supervisor that tells it who is calling (only the owner may start or stop the
+    desktop; everyone gets their own page token). Without them the page stays off.
+    """
+    launcher = _ensure_launched()
+    entry = desktop_entry(launcher.paths)
+    app = _server_app()
+    if app is None or not route.install_page(getattr(app, "web_app", None), entry, launcher.secret, viewers.registry()):
+        raise RuntimeError("rcsc3 could not install its guarded desktop route on this Jupyter server; "
+                           "the Remote Desktop page stays off")
+    return entry
 
 
 def setup_desktop_vnc() -> dict:
@@ -91,9 +102,9 @@ def setup_desktop_vnc() -> dict:
     launcher = _ensure_launched()
     paths, secret = launcher.paths, launcher.secret
     if launcher.settings.bridge == "websockify":
-        handler = route.websockify_handler(paths.ws_socket, secret)
+        handler = route.websockify_handler(paths.ws_socket, secret, viewers.registry())
     else:
-        handler = route.raw_handler(paths.vnc_socket, secret)
+        handler = route.raw_handler(paths.vnc_socket, secret, viewers.registry())
     app = _server_app()
     if app is None or not route.install(getattr(app, "web_app", None), handler):
         raise RuntimeError("rcsc3 could not install its guarded desktop-vnc route on this Jupyter server; "

@@ -49,9 +49,28 @@ class _Base(web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
 
+    def write_error(self, status_code: int, **kwargs) -> None:
+        """Errors say why, as JSON (the page shows them; a script can read them)."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish({"status": status_code, "message": reason})
+
     def refuse(self, reason: str) -> None:
         log.warning("desktop: refused %s %s: %s", self.request.method, self.request.path, reason)
         raise web.HTTPError(403, reason)
+
+    def caller(self) -> str:
+        """Who this request is from, as the Jupyter server said (`request_guard.user_headers`).
+        Nothing else reaches this socket (0600 in a 0700 directory) but the student's own programs."""
+        person = request_guard.proven_user(self.request.headers, self.settings["desktop_secret"])
+        if person is None:
+            self.refuse("the request did not come through the Jupyter server's desktop route")
+        return person
+
+    @property
+    def owner(self) -> str:
+        return self.settings["owner"]
 
 
 class PageHandler(_Base):
@@ -63,6 +82,7 @@ class PageHandler(_Base):
         reason = request_guard.refuse_page(self.request.headers)
         if reason:
             self.refuse(reason)
+        person = self.caller()
         for name, value in request_guard.PAGE_HEADERS.items():
             self.set_header(name, value)
         s = self.desktop.settings
@@ -70,21 +90,32 @@ class PageHandler(_Base):
         rfb = self.settings["novnc_rfb"]
         cfg = {"quality": s.quality, "compression": s.compression, "status": self.desktop.status(),
                "rfb": prefix + rfb if rfb else None, "favicon": self.static_url("favicon.svg"),
-               "token": self.settings["desktop_secret"], "token_header": request_guard.TOKEN_HEADER,
-               "token_argument": request_guard.TOKEN_ARGUMENT}
+               # this person's own token: their calls and stream carry it (request_guard)
+               "token": request_guard.page_token(self.settings["desktop_secret"], person),
+               "token_header": request_guard.TOKEN_HEADER, "token_argument": request_guard.TOKEN_ARGUMENT,
+               "user": person, "owner": self.owner, "role": "owner" if person == self.owner else "viewer",
+               "novnc_release": self.settings["novnc_release"], "novnc_accepted": novnc.ACCEPTED_RELEASES}
         self.render("index.html", cfg_json=json.dumps(cfg).replace("</", "<\\/"), status=self.desktop.status(),
                     preload=self.settings["novnc_preload"], novnc=prefix, css=self.settings["page_css"],
-                    inline_rfb=self.settings["novnc_inline"], app_js=self.settings["page_js"])
+                    inline_rfb=self.settings["novnc_inline"], app_js=self.settings["page_js"],
+                    role=cfg["role"], owner=self.owner)
 
 
 class _Api(_Base):
-    """The desktop's API: only for the desktop page's own calls (its secret, its origin, its Referer)."""
+    """The desktop's API: only for the desktop page's own calls (the caller's token, its origin, its Referer).
+    Only the owner changes anything; a viewer's page may ask how the desktop is."""
 
     def prepare(self) -> None:
-        reason = request_guard.refuse_api(self.request.headers, self.settings["desktop_secret"],
+        self.person = self.caller()
+        reason = request_guard.refuse_api(self.request.headers,
+                                          request_guard.page_token(self.settings["desktop_secret"], self.person),
                                           self.settings["page_path"])
         if reason:
             self.refuse(reason)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.person == self.owner
 
     def check_xsrf_cookie(self) -> None:
         pass  # prepare() checked more than an XSRF cookie would
@@ -97,7 +128,9 @@ class StatusHandler(_Api):
 
     async def get(self) -> None:
         geometry = self.get_argument("geometry", "")
-        if self.get_argument("start", "0") == "1":
+        if not self.is_owner:
+            pass  # a viewer neither starts the owner's desktop nor sizes its next start
+        elif self.get_argument("start", "0") == "1":
             self.desktop.ensure_started(geometry)
         elif geometry:
             self.desktop.remember_viewer(geometry)
@@ -110,6 +143,8 @@ class ActionHandler(_Api):
     """POST api/start (try again after a failure) and api/stop (close the desktop)."""
 
     def post(self, action: str) -> None:
+        if not self.is_owner:
+            self.refuse(f"only {self.owner} may {action} their desktop")
         if action == "start":
             self.desktop.reset()
         else:
@@ -172,7 +207,9 @@ def make_app(desktop: DesktopManager, secret: str) -> web.Application:
         static_url_prefix="static/",
         desktop=desktop,
         desktop_secret=secret,
+        owner=request_guard.owner(),
         page_path=request_guard.page_path(),
+        novnc_release=novnc.release(novnc_dir),
         novnc_preload=preload,
         novnc_rfb=rfb,
         novnc_inline=inline,
@@ -224,7 +261,7 @@ class Supervisor:
                     _, writer = await asyncio.wait_for(asyncio.open_connection(host, target.port), 1.0)
                     writer.close()
                     break
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     await asyncio.sleep(0.1)  # polling the server's port, bounded by the deadline
         if not self.done.is_set():
             self.desktop.ensure_started()

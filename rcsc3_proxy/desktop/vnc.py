@@ -140,6 +140,9 @@ def xvnc_command(server: VncServer, opts: XvncOptions) -> list[str]:
             # Every proxied viewer looks like the same peer: a few aborted page loads
             # would lock everyone out. Nothing but the owner can reach the socket anyway.
             "-UseBlacklist=0",
+            # Viewers (a teacher, a classmate) share the owner's session: none of them can disconnect
+            # the others by asking for an exclusive one (the bridge also answers "shared" for them).
+            "-AlwaysShared",
         ]
     elif server.unix_socket:
         # TurboVNC >= 3.1 listens on no TCP port once -rfbunixpath is given
@@ -150,6 +153,7 @@ def xvnc_command(server: VncServer, opts: XvncOptions) -> list[str]:
             "-rfbunixpath", opts.unix_socket,
             "-rfbunixmode", "0600",
             "-securitytypes", "None",
+            "-alwaysshared",
         ]
     else:
         if opts.tcp_port is None or not opts.password_file:
@@ -159,6 +163,7 @@ def xvnc_command(server: VncServer, opts: XvncOptions) -> list[str]:
             "-localhost",
             "-securitytypes", "VNC",
             "-rfbauth", opts.password_file,
+            "-alwaysshared",
         ]
     return cmd + list(opts.extra_args)
 

@@ -40,6 +40,8 @@ CI = bool(os.environ.get("CI"))
 #: rdtest4 runs the shared desktop with the websockify bridge.
 TEST_USERS = ("rdtest1", "rdtest2", "rdtest3", "rdtest4")
 TOKEN = "rcsc3-desktop-test-token"
+#: a second person's token on servers started with `people=` (tests/desktop/identities.py)
+VIEWER_TOKEN = "rcsc3-desktop-viewer-token"
 ARTIFACTS = Path(os.environ.get("RCSC3_ARTIFACTS", Path.cwd() / "artifacts"))
 
 # Only what the desktop needs: faster start, and jupyter-remote-desktop-proxy (the
@@ -176,30 +178,36 @@ class Server:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def url(self, path: str, token: bool = True) -> str:
+    def url(self, path: str, token: bool | str = True) -> str:
+        """`token`: True for the owner's (TOKEN), False for none, or another token (e.g. VIEWER_TOKEN)."""
         sep = "&" if "?" in path else "?"
-        return f"{self.base}/{path}{sep}token={TOKEN}" if token else f"{self.base}/{path}"
+        if not token:
+            return f"{self.base}/{path}"
+        return f"{self.base}/{path}{sep}token={TOKEN if token is True else token}"
 
-    def ws_url(self, path: str, token: bool = True, desktop_token: bool = True) -> str:
+    def ws_url(self, path: str, token: bool | str = True, desktop_token: bool = True) -> str:
         """`desktop-vnc/` URLs carry the desktop page's secret, as the page's own do (unless told not to)."""
         url = self.url(path, token).replace("http://", "ws://", 1)
         if desktop_token and path.startswith("desktop-vnc"):
-            url += ("&" if "?" in url else "?") + f"desktop_token={self.desktop_token()}"
+            # token=False (no Jupyter token: a cookie, or nobody) still carries the owner's page token
+            url += ("&" if "?" in url else "?") + f"desktop_token={self.desktop_token(token or True)}"
         return url
 
-    _desktop_token: str = ""
+    _desktop_tokens: dict = field(default_factory=dict)
 
-    def desktop_token(self) -> str:
-        """The per-desktop secret, read where the browser reads it: from the desktop page."""
-        if not self._desktop_token:
-            page = requests.get(self.url("desktop/"), timeout=30)
+    def desktop_token(self, token: bool | str = True) -> str:
+        """The caller's own page token, read where the browser reads it: from the desktop page
+        (served to the owner, or to the person `token` names)."""
+        key = TOKEN if token is True else token
+        if key not in self._desktop_tokens:
+            page = requests.get(self.url("desktop/", key), timeout=30)
             page.raise_for_status()
-            self._desktop_token = re.search(r'"token": "([^"]+)"', page.text).group(1)
-        return self._desktop_token
+            self._desktop_tokens[key] = re.search(r'"token": "([^"]+)"', page.text).group(1)
+        return self._desktop_tokens[key]
 
-    def desktop_headers(self) -> dict:
+    def desktop_headers(self, token: bool | str = True) -> dict:
         """What the desktop page's API calls send (tests/security plays pages that lack it)."""
-        return {"X-Rcsc3-Desktop-Token": self.desktop_token()}
+        return {"X-Rcsc3-Desktop-Token": self.desktop_token(token)}
 
     def status(self, **params) -> dict:
         q = "&".join(f"{k}={v}" for k, v in params.items())
@@ -240,10 +248,16 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(user: str, config: dict | None = None, env: dict | None = None, stock: bool = False) -> Server:
+def start_server(user: str, config: dict | None = None, env: dict | None = None, stock: bool = False,
+                 people: dict | None = None, server_config: dict | None = None,
+                 extensions: dict | None = None) -> Server:
     """Start `jupyter server` as `user` and wait until it answers (bounded).
 
     `stock`: leave jupyter-remote-desktop-proxy's extension on (its /desktop/ page then wins) for the benchmark.
+    `people`: token -> name of who else may open the server, as JupyterHub would let them
+    (tests/desktop/identities.py; TOKEN is then `user`, the owner). `server_config`: more
+    `c.<Class.trait> = value` lines. `extensions`: more server extensions on or off (modules here, e.g.
+    job_standin).
     """
     pw = pwd.getpwnam(user)
     port = free_port()
@@ -251,6 +265,15 @@ def start_server(user: str, config: dict | None = None, env: dict | None = None,
     workdir.chmod(0o755)
     cfg = workdir / "jupyter_server_config.py"
     lines = [f"c.RemoteDesktop.{k} = {v!r}" for k, v in (config or {}).items()]
+    extra = dict(server_config or {})
+    env = dict(env or {})
+    if people is not None:
+        extra["ServerApp.identity_provider_class"] = "identities.NamedTokens"
+        extra["NamedTokens.names"] = {TOKEN: user, **people}
+        env["JUPYTERHUB_USER"] = user
+    if extra or extensions:
+        env["PYTHONPATH"] = str(HERE)  # identities.py and the tests' small server extensions
+    lines += [f"c.{k} = {v!r}" for k, v in extra.items()]
     cfg.write_text("\n".join(lines) + "\n")
     cfg.chmod(0o644)
     log = workdir / "server.log"
@@ -259,6 +282,7 @@ def start_server(user: str, config: dict | None = None, env: dict | None = None,
            f"--ServerApp.root_dir={pw.pw_dir}"]
     cmd += [f"--ServerApp.jpserver_extensions={ext}=False" for ext in EXTENSIONS_OFF
             if not (stock and ext == "jupyter_remote_desktop_proxy")]
+    cmd += [f"--ServerApp.jpserver_extensions={ext}={on}" for ext, on in (extensions or {}).items()]
     child_env = {"HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "SHELL": "/bin/bash", "LANG": "C.UTF-8",
                  "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", **(env or {})}
     with open(log, "wb") as out:
@@ -286,8 +310,8 @@ def server_factory(test_users):
     need("Xvnc", "xfce4-session")
     started: list[Server] = []
 
-    def factory(user: str = "rdtest3", config: dict | None = None, env: dict | None = None) -> Server:
-        s = start_server(user, config, env)
+    def factory(user: str = "rdtest3", config: dict | None = None, env: dict | None = None, **kw) -> Server:
+        s = start_server(user, config, env, **kw)
         started.append(s)
         return s
 

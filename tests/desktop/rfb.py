@@ -136,9 +136,9 @@ class RFBClient:
             return nrects
         if mtype == 2:  # Bell
             return -1
-        if mtype == 3:  # ServerCutText
-            (ln,) = struct.unpack(">xxxI", await self.s.read(7))
-            await self.s.read(ln)
+        if mtype == 3:  # ServerCutText: a negative length is ExtendedClipboard's (the bridge asks it for a viewer)
+            (ln,) = struct.unpack(">xxxi", await self.s.read(7))
+            await self.s.read(abs(ln))
             return -1
         if mtype == 1:  # SetColourMapEntries
             _, n = struct.unpack(">xHH", await self.s.read(5))

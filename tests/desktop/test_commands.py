@@ -34,14 +34,14 @@ def opts(**kw) -> vnc.XvncOptions:
 def test_tigervnc_command_is_unix_socket_only():
     cmd = vnc.xvnc_command(TIGER, opts(unix_socket="/r/vnc.sock"))
     assert cmd == ["/usr/bin/Xvnc", *COMMON, "-rfbunixpath", "/r/vnc.sock", "-rfbunixmode", "0600", "-rfbport", "-1",
-                   "-SecurityTypes", "None", "-UseBlacklist=0"]
+                   "-SecurityTypes", "None", "-UseBlacklist=0", "-AlwaysShared"]
 
 
 def test_turbovnc_31_command_is_unix_socket_only():
     assert TURBO31.unix_socket
     cmd = vnc.xvnc_command(TURBO31, opts(unix_socket="/r/vnc.sock"))
     assert cmd == ["/opt/TurboVNC/bin/Xvnc", *COMMON, "-rfbunixpath", "/r/vnc.sock", "-rfbunixmode", "0600",
-                   "-securitytypes", "None"]
+                   "-securitytypes", "None", "-alwaysshared"]
     assert "-rfbport" not in cmd  # TurboVNC rejects -rfbport -1; with -rfbunixpath it opens no TCP port
 
 
@@ -49,7 +49,7 @@ def test_turbovnc_30_command_uses_localhost_tcp_and_one_time_password():
     assert not TURBO30.unix_socket
     cmd = vnc.xvnc_command(TURBO30, opts(tcp_port=5911, password_file="/r/passwd"))
     assert cmd == ["/opt/TurboVNC/bin/Xvnc", *COMMON, "-rfbport", "5911", "-localhost", "-securitytypes", "VNC",
-                   "-rfbauth", "/r/passwd"]
+                   "-rfbauth", "/r/passwd", "-alwaysshared"]
     assert vnc.vncpasswd_command(TURBO30) == ["/opt/TurboVNC/bin/vncpasswd", "-f"]
     with pytest.raises(ValueError):
         vnc.xvnc_command(TURBO30, opts(unix_socket="/r/vnc.sock"))  # no password: refuse to listen unprotected
@@ -155,7 +155,7 @@ def test_every_tigervnc_flag_we_use_exists_in_this_xvnc():
     helptext = subprocess.run(["Xvnc", "-help"], capture_output=True, text=True, check=False).stderr
     for flag in ("-displayfd", "-auth", "-nolisten", "-geometry", "-depth"):
         assert f"{flag} " in helptext, flag
-    for param in ("desktop", "rfbunixpath", "rfbunixmode", "rfbport", "SecurityTypes", "UseBlacklist"):
+    for param in ("desktop", "rfbunixpath", "rfbunixmode", "rfbport", "SecurityTypes", "UseBlacklist", "AlwaysShared"):
         assert f"  {param} " in helptext, param
 
 

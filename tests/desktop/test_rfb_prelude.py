@@ -86,8 +86,8 @@ def test_the_bridge_asks_for_the_first_picture_when_xvncs_first_answer_has_none(
     ([set_encodings([0]), update_request(False)], 0),
     # the viewer's first request is incremental: it asked for changes only
     ([set_encodings(NOVNC_ENCODINGS), update_request(True)], -308),
-    # a client message the prelude does not know (ClientCutText) before the first request
-    ([struct.pack(">BxxxI", 6, 0), update_request(False)], -308),
+    # a client message the prelude does not know (a KeyEvent) before the first request
+    ([struct.pack(">BBxxI", 4, 1, 0x61), update_request(False)], -308),
 ], ids=["picture-tight", "picture-raw", "incremental", "unknown-message"])
 def test_no_request_on_the_viewers_behalf_when_it_is_not_the_first_picture_missing(client, first_encoding):
     p = RfbPrelude()

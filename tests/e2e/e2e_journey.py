@@ -244,7 +244,7 @@ def vnc_sockets(user: str) -> list[str]:
     """The VNC unix socket paths of the user's running Xvnc servers, read from /proc (-rfbunixpath)."""
     found = []
     for _, argv in user_proc_fields(pwd.getpwnam(user).pw_uid, "cmdline"):
-        for flag, value in zip(argv, argv[1:]):
+        for flag, value in zip(argv, argv[1:], strict=False):  # neighbours: one pair fewer than argv
             if flag == b"-rfbunixpath":
                 found.append(value.decode())
     return found

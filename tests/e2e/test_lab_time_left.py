@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from e2e_browser import UserBrowser, by_text
@@ -26,7 +26,7 @@ TEXT = re.compile(r"(?:(\d+) h )?(\d+) min left")
 def slurm_end(job: str) -> datetime:
     out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=20, check=True)
     local = re.search(r"\bEndTime=(\S+)", out.stdout).group(1)  # the local time, without a zone
-    return datetime.strptime(local, "%Y-%m-%dT%H:%M:%S").astimezone(timezone.utc)
+    return datetime.strptime(local, "%Y-%m-%dT%H:%M:%S").astimezone(UTC)
 
 
 def iso(moment: datetime) -> str:
@@ -56,7 +56,7 @@ async def test_the_status_bar_shows_slurms_time_left_and_jupyterlab_warns_before
             (text, left, end_time, title), _ = await page.wait_for(ITEM, 60)
             end = slurm_end(job)
             assert end_time == iso(end)
-            expected = (end - datetime.now(timezone.utc)).total_seconds()
+            expected = (end - datetime.now(UTC)).total_seconds()
             assert abs(left - expected) < 20 and 55 * 60 < left <= 60 * 60, (left, expected)
             assert shown_minutes(text) == int(left / 60 + 0.5), text  # to the nearest minute
             assert f"Slurm job {job} on " in title and "partition cpu" in title, title

@@ -26,7 +26,14 @@ the student's GL program (benchmarks/desktop.py measures both):
 * Backpressure: when the browser can't take a chunk at once, the rest goes to
   tornado's queue and Xvnc's socket is not read until it is out, so a slow
   link slows Xvnc down (it then skips frames) instead of growing our memory.
-* The "last activity" (idle culling) is recorded at most once a second, not per message.
+* No "last activity" here: pictures flowing to an open tab are no activity (idle culling); the
+  route's guard (`route.StreamGuard`) records the input of whoever has control, and filters what
+  a viewer sends (`from_browser`).
+
+Writing to tornado's websocket stream directly (`ws_connection.stream`, its `socket`, `writing()`)
+relies on tornado's internals: setup.cfg pins tornado's range, tests/desktop/test_tornado_shape.py
+fails when they change shape, and where they are not what the bridge expects it sends through
+`write_message()` instead (`direct_write_possible`), slower but the same bytes.
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import time
 
 from jupyter_server_proxy.rawsocket import RawSocketHandler
 from tornado.iostream import IOStream, StreamClosedError
@@ -58,8 +64,6 @@ SERVER_FENCE, FENCE_MAX_PAYLOAD = 248, 64
 
 #: Room in front of the payload for the longest websocket header (2 + 8 bytes).
 HEADROOM = 10
-#: Seconds between two "last activity" records.
-ACTIVITY_EVERY = 1.0
 #: Header on the 101 response: which bridge answered (tests and curious admins).
 BRIDGE_HEADER = "X-Rcsc3-Bridge"
 
@@ -77,6 +81,14 @@ def ends_an_update(data: memoryview | bytes) -> bool:
         if tail[start] == SERVER_FENCE and tail[start + 8] == payload:
             return tail[start - len(LAST_RECT_HEADER):start] == LAST_RECT_HEADER
     return False
+
+
+def direct_write_possible(conn) -> bool:
+    """Whether tornado's websocket connection has the shape the direct write path relies on: a plain
+    IOStream (not SSL) with a socket that has send(), and writing() telling whether tornado queued bytes."""
+    stream = getattr(conn, "stream", None)
+    return (type(stream) is IOStream and callable(getattr(stream, "writing", None))
+            and callable(getattr(getattr(stream, "socket", None), "send", None)))
 
 
 def ws_header(n: int) -> bytes:
@@ -114,7 +126,7 @@ class VncBridgeHandler(RawSocketHandler):
     unix_socket: str | None = None  # set on the subclass `route.raw_handler` makes
 
     _vnc: asyncio.Transport | None = None
-    _last_activity = 0.0
+    _direct: bool | None = None  # whether frames go straight to the socket (decided at the first one)
     _pending = 0  # bytes read from Xvnc into the payload buffer, not sent yet
     _flush_timer: asyncio.TimerHandle | None = None
     _prelude: RfbPrelude | None = None  # the session's start, while the bridge helps with it
@@ -137,14 +149,16 @@ class VncBridgeHandler(RawSocketHandler):
         loop = asyncio.get_running_loop()
         await loop.create_unix_connection(lambda: _FromVnc(self), self.unix_socket)
         self.set_nodelay(True)
-        self._activity()
         log.debug("desktop-vnc: bridged to %s", self.unix_socket)
 
-    def _activity(self) -> None:
-        now = time.monotonic()
-        if now - self._last_activity >= ACTIVITY_EVERY:
-            self._last_activity = now
-            self._record_activity()
+    def from_browser(self, data: bytes) -> bytes | None:
+        """What of the browser's bytes goes on to Xvnc (None: close). The guarded route filters here."""
+        return data
+
+    def to_vnc(self, data: bytes) -> None:
+        """Bytes of the bridge's own for Xvnc (e.g. the releases when a viewer's control is taken back)."""
+        if self._vnc is not None and not self._vnc.is_closing():
+            self._vnc.write(data)
 
     def _unused(self) -> memoryview:
         """Where the next read from Xvnc goes: after what is gathered. Never less than
@@ -205,15 +219,23 @@ class VncBridgeHandler(RawSocketHandler):
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return
+        if self._direct is None:
+            self._direct = direct_write_possible(conn)
+            if not self._direct:
+                log.info("desktop-vnc: tornado's websocket stream is not the plain IOStream the direct path "
+                         "expects (%s); sending through write_message()", type(getattr(conn, "stream", None)).__name__)
+        if not self._direct:
+            self._send_message(bytes(self._payload[:n]))
+            return
         header = ws_header(n)
         start = HEADROOM - len(header)
         self._view[start:HEADROOM] = header
         frame = self._view[start:HEADROOM + n]
         stream = conn.stream
         sent = 0
-        # Straight to the socket only when nothing is queued before us (order) and the stream
-        # is plain TCP (an SSLIOStream's socket must be written through tornado).
-        if type(stream) is IOStream and not stream.writing():
+        # Straight to the socket only when nothing is queued before us (order); an SSLIOStream's
+        # socket must be written through tornado (direct_write_possible said no then).
+        if not stream.writing():
             try:
                 sent = stream.socket.send(frame)
             except (BlockingIOError, InterruptedError):
@@ -222,14 +244,17 @@ class VncBridgeHandler(RawSocketHandler):
                 self.close()
                 return
         if sent < len(frame):
-            self._queue(stream, bytes(frame[sent:]))  # a copy: the buffer is read into again
-        self._activity()
+            self._queue(stream.write, bytes(frame[sent:]))  # a copy: the buffer is read into again
 
-    def _queue(self, stream: IOStream, rest: bytes) -> None:
-        """The browser is behind: let tornado send the rest and read no more from Xvnc until it has."""
+    def _send_message(self, payload: bytes) -> None:
+        """The fallback path: tornado frames and queues it; backpressure as with the direct path."""
+        self._queue(lambda data: self.write_message(data, binary=True), payload)
+
+    def _queue(self, write, rest: bytes) -> None:
+        """Let tornado send `rest` and read no more from Xvnc until it has (the browser is behind)."""
         try:
-            done = stream.write(rest)
-        except StreamClosedError:
+            done = write(rest)
+        except (StreamClosedError, WebSocketClosedError):
             self.close()
             return
         vnc = self._vnc
@@ -250,8 +275,9 @@ class VncBridgeHandler(RawSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         """Browser -> Xvnc: input events and update requests, small; asyncio's transport buffers."""
-        self._activity()
-        data = message.encode() if isinstance(message, str) else message
+        data = self.from_browser(message.encode() if isinstance(message, str) else message)
+        if data is None:
+            return
         prelude = self._prelude
         if prelude is not None:
             data = prelude.from_client(data)

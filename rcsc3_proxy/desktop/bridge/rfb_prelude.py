@@ -50,6 +50,8 @@ def _client_message_size(buf: bytearray) -> int | None:
         return None if len(buf) < 4 else 4 + 4 * struct.unpack_from(">H", buf, 2)[0]
     if kind == 3:  # FramebufferUpdateRequest
         return 10
+    if kind == 6:  # ClientCutText: padding, a length (negative: ExtendedClipboard, as long), the text
+        return None if len(buf) < 8 else 8 + abs(struct.unpack_from(">i", buf, 4)[0])
     return 0
 
 
