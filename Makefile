@@ -86,7 +86,8 @@ demo-cluster: lab-cluster users proxy
 	install -d -m 0700 /var/lib/rcsc3/hub-cluster && cd /var/lib/rcsc3/hub-cluster && \
 	exec $(VENV)/bin/rcsc3 lab on hub -- $(VENV)/bin/jupyterhub -f $(CURDIR)/hub_config/cluster/jupyterhub_config.py </dev/null
 
-test: lab users proxy
+# tests/cluster/ and tests/lab/test_cluster.py run on the multi-host lab (beside the one-host lab)
+test: lab-cluster users proxy
 	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS) </dev/null
 
 lint: install

@@ -24,6 +24,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +65,8 @@ CLUSTER_NAME = "rcsc3cluster"
 #: Far from the one-host lab's ids: nothing keyed by a job id (files, environment) can collide.
 FIRST_JOB_ID = 900001
 HUB_PORT = 8000
+#: seconds before slurmctld takes a silent node for DOWN (slurm.conf SlurmdTimeout; Slurm's default is 300)
+SLURMD_TIMEOUT = 30
 #: Not root's PATH (it may hold directories students cannot read): what daemons and users get.
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
@@ -129,7 +132,11 @@ MailProg=/bin/true
 {epilog_line}FirstJobId={FIRST_JOB_ID}
 MessageTimeout=10
 SlurmctldTimeout=30
-SlurmdTimeout=60
+# A node that stops answering is DOWN (its jobs NODE_FAIL) 30-50 s later (SlurmdTimeout plus up to two
+# of slurmctld's pings, every SlurmdTimeout/3), not after Slurm's default 300 s: the tests of a failed
+# node take seconds, not minutes. A network outage longer than that ends every job behind it
+# (tests/cluster/test_cluster_faults.py raises it while it cuts the hub host off for 60 s).
+SlurmdTimeout={SLURMD_TIMEOUT}
 SlurmctldPidFile={BASE}/run/slurmctld.pid
 SlurmdPidFile={BASE}/run/slurmd-%n.pid
 SlurmdSpoolDir={BASE}/spool/slurmd-%n
@@ -367,6 +374,8 @@ def cluster_up(install: bool = True, epilog: Path | None = None) -> dict:
     state = load_state()
     if state:
         problem = health_problem(state)
+        if problem and _restart_nodes(state):
+            problem = health_problem(state)
         if not problem:
             _refresh(epilog)
             log(f"multi-host lab already up: {', '.join(f'{h.name} {h.address}' for h in NETWORK.hosts)}; "
@@ -398,6 +407,49 @@ def cluster_up(install: bool = True, epilog: Path | None = None) -> dict:
             raise
         raise LabError(f"building the multi-host lab failed: {e} {detail}".rstrip()) from None
     return cluster_status()
+
+
+def _restart_nodes(state: dict) -> bool:
+    """Start again the slurmd of nodes where it died while the rest of the cluster runs (True if any).
+
+    As on a real node whose slurmd crashed: its init (and the jobs' processes under it) still run
+    and start slurmd again (SIGUSR1, rcsc3_lab.nodeinit), which registers with slurmctld and is told
+    to end the steps of jobs slurmctld no longer runs there. A node whose init is gone too is
+    booted again (a new PID namespace and /tmp). Anything else wrong is left to the full rebuild.
+    """
+    if not state.get("complete"):
+        return False
+    dead = [name for name in _expected_daemons() if not _alive(state, name)]
+    node_daemons = {f"{kind}-{n.name}": n for n in NODES for kind in ("launcher", "nodeinit", "slurmd")}
+    if not dead or any(name not in node_daemons for name in dead) or not _slurmctld_up():
+        return False
+    if any(not (NETNS_DIR / n).exists() for n in NETWORK.all_netns):
+        return False
+    for node in dict.fromkeys(node_daemons[name] for name in dead):
+        if _alive(state, f"nodeinit-{node.name}") and _alive(state, f"launcher-{node.name}"):
+            log(f"slurmd on {node.name} is not running: its node's init starts it again")
+            init = state["daemons"][f"nodeinit-{node.name}"]["pid"]
+            os.kill(init, signal.SIGUSR1)
+
+            def slurmd(init: int = init) -> int | None:
+                return next((pid for pid in _children(init) if _comm(pid) == "slurmd"), None)
+
+            _record(state, f"slurmd-{node.name}", _wait(f"slurmd on {node.name} to start again", slurmd, 15))
+        else:
+            log(f"{node.name} is down (its init ended): booting it again")
+            _stop_recorded(state, [f"slurmd-{node.name}", f"nodeinit-{node.name}", f"launcher-{node.name}"],
+                           [f"nodeinit-{node.name}", f"slurmd-{node.name}"])
+            _record_slurmd(state, node, _start_slurmd(state, node))
+    # a node DOWN for not responding takes jobs again once its slurmd registers (ReturnToService=2)
+    _wait("the restarted nodes to be back in service", _nodes_ready, 60, interval=0.2)
+    return True
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _refresh(epilog: Path | None) -> None:
@@ -553,7 +605,10 @@ def cluster_down() -> None:
     _cancel_jobs()
     # slurmds first (they would re-register), then slurmctld, then munged
     for n in NODES:
-        problems += _stop_recorded(state, [f"slurmd-{n.name}", f"nodeinit-{n.name}", f"launcher-{n.name}"], [f"slurmd-{n.name}"])
+        # through the node's init, which forwards it to slurmd and then ends (a slurmd that ends on
+        # its own leaves the node up: rcsc3_lab.nodeinit); slurmd itself when the init is gone
+        first = [f"nodeinit-{n.name}"] if _alive(state, f"nodeinit-{n.name}") else [f"slurmd-{n.name}"]
+        problems += _stop_recorded(state, [f"slurmd-{n.name}", f"nodeinit-{n.name}", f"launcher-{n.name}"], first)
         # a slurmd that ignored SIGTERM was killed; its init ends the node's PID namespace
         problems += _stop_recorded(state, [f"nodeinit-{n.name}", f"launcher-{n.name}"], [f"nodeinit-{n.name}"])
     problems += _stop_recorded(state, ["slurmctld"], ["slurmctld"])

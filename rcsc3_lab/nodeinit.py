@@ -4,8 +4,12 @@
 (`unshare --pid --ipc --fork --mount-proc`, inside the node's network, UTS and mount namespaces),
 so that a node is a separate machine for what runs on it: an epilog that kills "every process
 of the job's user" or removes "stale" X sockets in /tmp only reaches its own node, as on a real
-cluster. When slurmd ends, this process ends with its status and the kernel ends everything
-else in the node's PID namespace (job steps, desktops, engines).
+cluster. When slurmd ends because it was told to (SIGTERM or SIGINT, forwarded from here: `rcsc3
+lab down --hosts`), this process ends with its status and the kernel ends everything else in the
+node's PID namespace (job steps, desktops, engines). When slurmd dies on its own (a crash, SIGKILL),
+the node stays up as a real machine does: its jobs' processes (under their slurmstepd) go on, and
+SIGUSR1 starts slurmd again (`rcsc3 lab up --hosts` does), which then finds the jobs' steps left
+behind and slurmctld has it end those it no longer knows.
 
     python -m rcsc3_lab.nodeinit --node NAME --outside-mnt ID --outside-net ID --outside-uts ID -- slurmd -D ...
 
@@ -66,24 +70,41 @@ def main(argv: list[str] | None = None) -> int:
         return 97
     _private_tmp(args.node, args.tmp_size)
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    stopping = False
 
     def forward(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+            if child.returncode is not None:  # slurmd is already gone: the node shuts down now
+                sys.exit(0)
         try:
             child.send_signal(sig)
         except ProcessLookupError:
             pass
 
+    def restart(_sig: int, _frame: object) -> None:
+        nonlocal child
+        if child.returncode is not None and not stopping:
+            print(f"nodeinit {args.node}: starting {command[0]} again", file=sys.stderr, flush=True)
+            child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
-    # Reap every process that ends here (orphans are re-parented to pid 1) until slurmd ends.
+    signal.signal(signal.SIGUSR1, restart)
+    # Reap every process that ends here (orphans are re-parented to pid 1) until slurmd ends as told.
     while True:
         try:
             pid, status = os.wait()
-        except ChildProcessError:
-            return 1
+        except ChildProcessError:  # nothing left at all on the node: wait for SIGUSR1 or SIGTERM
+            signal.pause()
+            continue
         if pid == child.pid:
-            code = os.waitstatus_to_exitcode(status)
-            return code if code >= 0 else 128 - code
+            child.returncode = code = os.waitstatus_to_exitcode(status)
+            if stopping:
+                return code if code >= 0 else 128 - code
+            print(f"nodeinit {args.node}: {command[0]} ended ({code}) on its own; the node stays up "
+                  "(SIGUSR1 starts it again)", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

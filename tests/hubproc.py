@@ -72,22 +72,24 @@ class Hub:
 
     def start(self) -> None:
         env = dict(os.environ, PATH=f"{self.workdir / 'bin'}:{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            [str(VENV_BIN / "jupyterhub"), "-f", str(self.config)],
-            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True,
-        )
+        self._launch([str(VENV_BIN / "jupyterhub"), "-f", str(self.config)], env)
+        self._wait_up(60, "the hub")
 
+    def _launch(self, argv: list[str], env: dict[str, str]) -> None:
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(argv, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+
+    def _wait_up(self, timeout: float, what: str) -> None:
         def up():
             if self.proc.poll() is not None:
-                raise AssertionError(f"hub exited {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+                raise AssertionError(f"{what} exited {self.proc.returncode}:\n{self.log_text()[-3000:]}")
             try:
                 return requests.get(f"{self.url}/hub/api", timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 
-        wait_until(up, 60, "the hub to answer through the proxy")
+        wait_until(up, timeout, f"{what} to answer through its proxy")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -110,3 +112,14 @@ class Hub:
         return HubClient.login(self.url, user, password_of(user))
 
 
+def stop_all_servers(hub: Hub, users: tuple[str, ...] | list[str], label: str) -> None:
+    """Stop the users' servers through the hub's API and wait (bounded) until the hub lists none."""
+    for user in users:
+        try:
+            client = hub.login(user)
+            for name in list(client.user_model().get("servers", {})):
+                client.stop(name)
+            for name in list(client.user_model().get("servers", {})):
+                client.wait_stopped(name, timeout=60)
+        except Exception as exc:  # keep cleaning the others
+            print(f"{label} cleanup: stopping {user}'s servers: {exc}", file=sys.stderr)

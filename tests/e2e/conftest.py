@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parent))  # hubproc, hubclient
 sys.path.insert(0, str(HERE))
 
 from e2e_journey import desktop_processes  # noqa: E402
-from hubproc import Hub, user_jobs, wait_until  # noqa: E402
+from hubproc import Hub, stop_all_servers, user_jobs, wait_until  # noqa: E402
 
 CI = bool(os.environ.get("CI"))
 ARTIFACTS = Path(os.environ.get("RCSC3_ARTIFACTS", REPO / "artifacts")) / "e2e"
@@ -45,16 +45,7 @@ def need_tools() -> None:
 
 
 def _stop_everything(hub: Hub, users=USERS) -> None:
-    """Stop the users' servers through the hub's API and wait (bounded) until they are gone."""
-    for user in users:
-        try:
-            client = hub.login(user)
-            for name in list(client.user_model().get("servers", {})):
-                client.stop(name)
-            for name in list(client.user_model().get("servers", {})):
-                client.wait_stopped(name, timeout=60)
-        except Exception as exc:  # keep cleaning the others
-            print(f"e2e cleanup: stopping {user}'s servers: {exc}", file=sys.stderr)
+    stop_all_servers(hub, users, "e2e")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import stat
 import subprocess
@@ -323,6 +324,51 @@ def test_the_epilog_ends_only_its_own_nodes_processes(cluster):
     finally:
         machine_slurm("scancel", keep)
         wait_job_gone(keep)
+
+
+def test_a_node_outlives_its_slurmd_and_up_starts_it_again(cluster):
+    """slurmd dies on cpu1 (SIGKILL): the node stays up with its job's processes, as a real machine
+    does; `up` starts only that slurmd again, through the node's init, and rebuilds nothing."""
+    before = status()["daemons"]
+    init, slurmd = before["nodeinit-cpu1"], before["slurmd-cpu1"]
+    pidns = os.readlink(f"/proc/{init}/ns/pid")
+    uid = pwd.getpwnam(USER).pw_uid
+
+    def sleeps() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if (entry.name.isdigit() and entry.stat().st_uid == uid and os.readlink(entry / "ns" / "pid") == pidns
+                        and (entry / "comm").read_text().strip() == "sleep"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    job = sbatch_sleep("-p", "cpu", "-w", "cpu1")
+    try:
+        job_sleep = wait_until(sleeps, 30, f"job {job}'s sleep to run on cpu1")
+        assert len(job_sleep) == 1, job_sleep
+        os.kill(slurmd, 9)
+        wait_until(lambda: not status()["daemons"].get("slurmd-cpu1"), 15, "cpu1's slurmd to be gone")
+        st = status()
+        assert not st["up"] and "slurmd-cpu1" in st["problem"], st["problem"]
+        assert st["daemons"]["nodeinit-cpu1"] == init and sleeps() == job_sleep  # the node and the job went on
+        res = rcsc3("lab", "up", "--hosts", "--no-install")
+        assert res.returncode == 0, res.stderr
+        assert "slurmd on cpu1 is not running: its node's init starts it again" in res.stdout, res.stdout
+        assert "not healthy" not in res.stdout and "multi-host lab up in" not in res.stdout  # nothing rebuilt
+        after = status()
+        assert after["up"], after["problem"]
+        assert after["daemons"]["nodeinit-cpu1"] == init and after["daemons"]["slurmd-cpu1"] != slurmd
+        assert {k: v for k, v in after["daemons"].items() if k != "slurmd-cpu1"} == {
+            k: v for k, v in before.items() if k != "slurmd-cpu1"}
+        # the job slurmctld still runs there is the restarted slurmd's again: it ends when cancelled
+        assert machine_slurm("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "RUNNING"
+    finally:
+        machine_slurm("scancel", job)
+        wait_job_gone(job)
+    wait_until(lambda: not sleeps(), 30, "the job's sleep on cpu1 to end")
 
 
 def test_up_rebuilds_after_a_crash(cluster):
