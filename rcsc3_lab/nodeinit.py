@@ -20,10 +20,12 @@ guard, so that /tmp is never mounted over in the machine's own mount namespace.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 #: The shared X11 and ICE socket directories a booted node has (root-owned, 1777)
 X_SOCKET_DIRS = ("/tmp/.X11-unix", "/tmp/.ICE-unix")
@@ -38,8 +40,31 @@ def _ns(kind: str) -> str:
 PRIVATE_DIRS = (("/tmp", "1777"), ("/dev/shm", "1777"), ("/run/user", "0755"))
 
 
+MS_BIND = 4096
+
+
+def _checkout_under_private_dirs() -> list[tuple[int, str]]:
+    """This checkout, when the venv's rcsc3 is an editable install of one under /tmp (a CI clone):
+    held open, so that it can stay visible at its path on the node once /tmp is the node's own
+    (a real cluster's nodes see the same install at the same path)."""
+    root = Path(__file__).resolve().parents[1]
+    if not any(str(root).startswith(target + "/") for target, _ in PRIVATE_DIRS):
+        return []
+    return [(os.open(root, os.O_PATH | os.O_DIRECTORY), str(root))]
+
+
+def _bind_held(fd: int, path: str) -> None:
+    # the held fd names the directory beneath the new tmpfs; mount(8) would resolve the path instead
+    os.makedirs(path, exist_ok=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND, None) != 0:
+        raise OSError(ctypes.get_errno(), f"bind-mounting the checkout at {path}")
+    os.close(fd)
+
+
 def _private_tmp(node: str, tmp_size: str) -> None:
     # tmpfs, as many compute nodes have: nothing a job leaves in /tmp outlives the node.
+    kept = _checkout_under_private_dirs()
     for target, mode in PRIVATE_DIRS:
         if not os.path.isdir(target):
             continue
@@ -49,6 +74,8 @@ def _private_tmp(node: str, tmp_size: str) -> None:
     for d in X_SOCKET_DIRS:
         os.mkdir(d, 0o1777)
         os.chmod(d, 0o1777)  # mkdir's mode is masked by the umask
+    for fd, path in kept:
+        _bind_held(fd, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import VIEWER_TOKEN
+from conftest import VIEWER_TOKEN, poll
 from rfb import RFBClient
 from tornado.httpclient import HTTPClientError
 
@@ -170,7 +170,6 @@ async def test_several_viewers_at_once_and_the_owners_own_tabs_are_no_viewers(sh
         for c in clients:
             await handled(c)
         clients.pop().close()
-        from conftest import poll
         poll(lambda: viewers_api(server).json()["viewers"][0]["streams"] == 2, 10, "a closed tab to leave")
     finally:
         for c in clients:
