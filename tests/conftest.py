@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
 import pytest
-
-IN_CI = bool(os.environ.get("CI") or os.environ.get("RCSC3_REQUIRE_LAB"))
+from needs import IN_CI  # noqa: E402
 
 
 def _lab_problem() -> str:
@@ -28,13 +26,3 @@ def slurm_lab() -> None:
         if IN_CI:
             pytest.fail(f"the Slurm lab is required in CI: {problem}")
         pytest.skip(problem)
-
-
-def require_tool(name: str) -> str:
-    """Path of a tool a test needs: skip locally, fail in CI, if it is missing."""
-    path = shutil.which(name)
-    if not path:
-        if IN_CI:
-            pytest.fail(f"{name} is required in CI but not installed")
-        pytest.skip(f"{name} not installed")
-    return path

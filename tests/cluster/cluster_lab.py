@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # polling
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # needs, polling
+from needs import IN_CI, require_tool  # noqa: E402,F401  (require_tool: for the cluster tests)
 from polling import wait_until  # noqa: E402
 
 RCSC3 = str(Path(sys.executable).parent / "rcsc3")
-IN_CI = bool(os.environ.get("CI") or os.environ.get("RCSC3_REQUIRE_LAB"))
+
 NETNS_DIR = Path("/run/netns")
 SWITCH_NETNS = "rcsc3-sw"
 
@@ -241,18 +242,6 @@ def socket_inodes(pid: int) -> set[int]:
 def environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes()
     return dict(item.decode(errors="replace").split("=", 1) for item in raw.split(b"\0") if b"=" in item)
-
-
-def require_tool(name: str) -> str:
-    """Path of a tool a test needs: skip locally, fail in CI, if it is missing."""
-    import shutil
-
-    path = shutil.which(name)
-    if not path:
-        if IN_CI:
-            pytest.fail(f"{name} is required in CI but not installed")
-        pytest.skip(f"{name} not installed")
-    return path
 
 
 def leftovers(cluster: Cluster, user: str) -> dict:

@@ -38,7 +38,8 @@ from procfs import user_proc_fields  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 EPILOG = ROOT / "hub_config" / "slurm" / "epilog.sh"
 RCSC3 = Path(sys.executable).parent / "rcsc3"
-IN_CI = bool(os.environ.get("CI") or os.environ.get("RCSC3_REQUIRE_LAB"))
+from needs import IN_CI  # noqa: E402
+
 STUDENT = "student3"
 JOB_NAME = "rcsc3-deploy-epilog"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import re
 import shlex
 import shutil
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "images"
 DOCKERFILES = {"gpu-node": IMAGES / "gpu-node" / "Dockerfile", "hub": IMAGES / "hub" / "Dockerfile"}
 APPTAINER = IMAGES / "gpu-node" / "rcsc3-node.def"
-IN_CI = bool(os.environ.get("CI") or os.environ.get("RCSC3_REQUIRE_LAB"))
+from needs import IN_CI  # noqa: E402
 
 SETUP = configparser.ConfigParser()
 SETUP.read(ROOT / "setup.cfg")

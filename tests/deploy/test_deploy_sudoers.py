@@ -28,7 +28,7 @@ GROUP = "rcsc3dtstudents"
 STUDENT = "student1"  # in GROUP for the test
 OTHER = "student2"  # not in GROUP
 INSTALLED = Path("/etc/sudoers.d/zz-rcsc3-deploytest")
-IN_CI = bool(os.environ.get("CI") or os.environ.get("RCSC3_REQUIRE_LAB"))
+from needs import IN_CI  # noqa: E402
 
 SUBMIT_SH = 'mkdir -p -m 700 -- "$1" && exec sbatch --parsable'
 

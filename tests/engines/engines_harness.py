@@ -24,11 +24,10 @@ from pathlib import Path
 import pytest
 from jupyter_client import BlockingKernelClient
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # polling.py
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # needs.py, polling.py
+from needs import IN_CI  # noqa: E402  (in CI a missing lab or test user fails the run instead of skipping)
 from polling import wait_until  # noqa: E402,F401  (used here and by the engine tests)
 
-#: as in tests/conftest.py: in CI a missing lab or test user fails the run instead of skipping
-IN_CI = bool(os.environ.get("CI") or os.environ.get("RCSC3_REQUIRE_LAB"))
 VENV_BIN = Path(sys.executable).parent
 #: the unix user the engine tests run as (a student created by `rcsc3 lab users`)
 STUDENT = os.environ.get("RCSC3_ENGINES_TEST_USER", "student3")

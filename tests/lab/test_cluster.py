@@ -27,7 +27,8 @@ from rcsc3_lab.system import proc_stat
 
 pytestmark = pytest.mark.slurm
 RCSC3 = str(Path(sys.executable).parent / "rcsc3")
-IN_CI = bool(os.environ.get("CI") or os.environ.get("RCSC3_REQUIRE_LAB"))
+from needs import IN_CI  # noqa: E402
+
 USER = "student3"  # a demo user: the cluster shares the machine's users and homes
 
 
