@@ -12,6 +12,7 @@ a job that dies early fails the spawn within seconds with its log, one shared
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import os
 import pwd
@@ -40,7 +41,7 @@ from .options import OptionError, SpawnRequest, form_to_options, parse_spawn_opt
 from .profiles import DEFAULT_PROFILES, Profile, ProfileError, human_walltime, parse_profiles, profiles_help
 from .slurm.cluster_info import ClusterInfo, SlurmInfoCache
 from .slurm.poller import GONE, JobInfo, SlurmJobPoller
-from .subprocesses import run_command
+from .subprocesses import CommandResult, run_command
 
 port_report.install()
 
@@ -458,16 +459,20 @@ class RcSC3Spawner(SlurmSpawner):
             # and cancel what it made, so no job is left without its id on record.
             res = await submit
             if res.ok:
-                self.job_id = res.stdout.strip().split(";")[0]
-                await self._cancel_quietly(now=True)
+                with contextlib.suppress(SpawnFailure):  # no id: sbatch made no job
+                    self.job_id = self._submitted_job_id(res)
+                    await self._cancel_quietly(now=True)
             raise
         if not res.ok:
             raise SpawnFailure(f"Slurm refused the job: {res.stderr.strip() or res.stdout.strip()}")
+        self.job_id = self._submitted_job_id(res)
+        return self.job_id
+
+    def _submitted_job_id(self, res: CommandResult) -> str:
         try:
-            self.job_id = self.parse_job_id(res.stdout.strip())
+            return self.parse_job_id(res.stdout.strip())
         except Exception:
             raise SpawnFailure(f"sbatch gave no job id: {res.stdout.strip()!r}") from None
-        return self.job_id
 
     # ------------------------------------------------------------ start
     async def start(self) -> tuple[str, int]:

@@ -61,6 +61,8 @@ class JobInfo:
 
 #: A job Slurm answered about but no longer lists.
 GONE = "GONE"
+#: how many ended jobs' last states the poller keeps for last_seen() (oldest dropped first)
+ENDED_KEPT = 10000
 
 
 def parse_squeue(text: str) -> dict[str, JobInfo]:
@@ -230,10 +232,11 @@ class SlurmJobPoller(LoggingConfigurable):
                 self._snapshot[job_id] = info
             else:
                 self._snapshot.pop(job_id, None)
-                gone.append((job_id, info or previous))
-                if info or previous:
-                    self._ended[job_id] = info or previous
-                    while len(self._ended) > 10000:  # a hub's whole history is not needed
+                last = info or previous
+                gone.append((job_id, last))
+                if last is not None:
+                    self._ended[job_id] = last
+                    if len(self._ended) > ENDED_KEPT:  # a hub's whole history is not needed
                         self._ended.pop(next(iter(self._ended)))
             self._polled.add(job_id)
         await self._update_positions()
